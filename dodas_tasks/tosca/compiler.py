@@ -10,10 +10,10 @@ import copy
 import difflib
 import json
 import logging
-import threading
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from dodas_tasks.tosca import TOSCA_PARSER_LOCK
 from dodas_tasks.tosca import inputs as input_rules
 from dodas_tasks.tosca.errors import DodasTemplateError, TemplateProblem
 from dodas_tasks.tosca.functions import Resolver, is_ref
@@ -34,8 +34,6 @@ from dodas_tasks.tosca.plan import (
 from dodas_tasks.tosca.stages import BLOCK_STORAGE, COMPUTE, ELASTICITY, TypeRegistry
 from dodas_tasks.tosca.units import size_to_gib, size_to_mib
 
-# tosca-parser collects its errors in process-global state: one compile at a time per process.
-_PARSER_LOCK = threading.Lock()
 _ORDERING_KINDS = {"HostedOn", "DependsOn", "ConnectsTo", "AttachesTo"}
 _SCALING_POLICY = "tosca.policies.Scaling"
 _PLACEMENT_POLICY = "tosca.policies.Placement"
@@ -157,7 +155,7 @@ def _run_tosca_parser(
     from toscaparser.common.exception import ExceptionCollector, ValidationError
     from toscaparser.tosca_template import ToscaTemplate
 
-    with _PARSER_LOCK:
+    with TOSCA_PARSER_LOCK:
         try:
             return ToscaTemplate(yaml_dict_tpl=copy.deepcopy(doc.data), a_file=False, parsed_params=values), []
         except ValidationError:
@@ -166,7 +164,7 @@ def _run_tosca_parser(
             found = [exc]
     problems = []
     for exc in found:
-        message = str(exc).strip().strip("'\"")
+        message = str(exc).strip()
         for secret in secrets:
             message = message.replace(secret, "***")
         node = _quoted_node(message, doc)

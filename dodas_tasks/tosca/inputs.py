@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from dodas_tasks.tosca import TOSCA_PARSER_LOCK
 from dodas_tasks.tosca.errors import TemplateProblem
 from dodas_tasks.tosca.functions import is_secret_name
 from dodas_tasks.tosca.loader import YamlDocument
@@ -42,16 +43,18 @@ def check(doc: YamlDocument, decls: dict[str, Any], given: dict[str, Any] | None
             try:
                 result.values[name] = coerce(given[name], str(decl.get("type", "string")))
                 result.given.add(name)
+                _check_constraints(name, decl, result.values[name])
             except ValueError as exc:
                 shown = "***" if is_secret_input(name, decl) else repr(given[name])
                 result.problems.append(
                     TemplateProblem(
                         "input",
-                        f"input {name!r}: {shown} is not a valid {decl.get('type', 'string')} ({exc})",
+                        f"input {name!r} = {shown}: {exc} (declared type {decl.get('type', 'string')})",
                         node=name,
                         line=line,
                         column=col,
-                        hint=f"give {name} a value of type {decl.get('type', 'string')}",
+                        hint=f"give {name} a value of type {decl.get('type', 'string')}"
+                        + (f" satisfying {decl['constraints']}" if decl.get("constraints") else ""),
                     )
                 )
         elif decl.get("default") is not None:
@@ -80,6 +83,24 @@ def check(doc: YamlDocument, decls: dict[str, Any], given: dict[str, Any] | None
             )
         )
     return result
+
+
+def _check_constraints(name: str, decl: dict[str, Any], value: Any) -> None:
+    """TOSCA constraints (in_range, valid_values, ...) through tosca-parser's own implementation."""
+    from toscaparser.common.exception import ExceptionCollector
+    from toscaparser.elements.constraints import Constraint
+
+    with TOSCA_PARSER_LOCK:
+        collecting = ExceptionCollector.collecting
+        ExceptionCollector.collecting = False
+        try:
+            for spec in decl.get("constraints") or []:
+                try:
+                    Constraint(name, str(decl.get("type", "string")), spec).validate(value)
+                except Exception as exc:
+                    raise ValueError(str(exc).replace(f'of property "{name}" ', "")) from None
+        finally:
+            ExceptionCollector.collecting = collecting
 
 
 def coerce(value: Any, type_name: str) -> Any:

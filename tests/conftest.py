@@ -1,0 +1,36 @@
+"""Test isolation: every test session gets its own AIRFLOW_HOME and DODAS_HOME, set before anything imports airflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus" / "indigo"
+
+_HOME = Path(tempfile.mkdtemp(prefix="dodas-test-"))
+os.environ.update(
+    AIRFLOW_HOME=str(_HOME / "airflow"),
+    DODAS_HOME=str(_HOME / "dodas"),
+    AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+    AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__CORE__UNIT_TEST_MODE="False",
+)
+os.environ.pop("DODAS_DATABASE_URL", None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """The real INDIGO/DODAS templates, read in place; tests using it skip when the folder is absent."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus folder {CORPUS} is absent")
+    return CORPUS
