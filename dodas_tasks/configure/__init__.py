@@ -1,0 +1,41 @@
+"""Configure nodes over SSH: idempotent shell scripts run on many nodes at once, host keys pinned."""
+
+from dodas_tasks.configure.errors import (
+    AuthenticationRefused,
+    ConfigureError,
+    NodesFailed,
+    NodeUnreachable,
+    ScriptFailed,
+    ScriptTimedOut,
+)
+from dodas_tasks.configure.hostkeys import HostKeyMismatch, KnownHosts, PinnedHostKeyPolicy, host_id
+from dodas_tasks.configure.keys import KeyPair, generate_keypair, load_private_key
+from dodas_tasks.configure.payload import script_payload
+from dodas_tasks.configure.redaction import redact
+from dodas_tasks.configure.runner import NodeTarget, ScriptResult, run_on_nodes, run_script
+from dodas_tasks.configure.scripts import PRELUDE, render, with_prelude
+
+__all__ = [
+    "PRELUDE",
+    "AuthenticationRefused",
+    "ConfigureError",
+    "HostKeyMismatch",
+    "KeyPair",
+    "KnownHosts",
+    "NodeTarget",
+    "NodeUnreachable",
+    "NodesFailed",
+    "PinnedHostKeyPolicy",
+    "ScriptFailed",
+    "ScriptResult",
+    "ScriptTimedOut",
+    "generate_keypair",
+    "host_id",
+    "load_private_key",
+    "redact",
+    "render",
+    "run_on_nodes",
+    "run_script",
+    "script_payload",
+    "with_prelude",
+]

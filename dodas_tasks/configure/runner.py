@@ -1,0 +1,359 @@
+"""Run one shell script on many nodes over SSH, in parallel, waiting for nodes that are still booting.
+
+paramiko is used directly rather than Airflow's SSHHook: this library must run without Airflow, and the
+hook retries every error a fixed number of times (auth failures too), pins host keys only from a fixed
+connection extra or ~/.ssh/known_hosts, and sends commands on the command line instead of stdin.
+"""
+
+from __future__ import annotations
+
+import codecs
+import getpass
+import logging
+import random
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import paramiko
+
+from dodas_tasks.configure.errors import (
+    AuthenticationRefused,
+    ConfigureError,
+    NodesFailed,
+    NodeUnreachable,
+    ScriptFailed,
+    ScriptTimedOut,
+)
+from dodas_tasks.configure.hostkeys import (
+    HostKeyMismatch,
+    KnownHosts,
+    NewHostKeyCallback,
+    PinnedHostKeyPolicy,
+    host_id,
+)
+from dodas_tasks.configure.keys import load_private_key
+from dodas_tasks.configure.payload import REMOTE_COMMAND, script_payload
+from dodas_tasks.configure.redaction import mask_fragments, secret_fragments
+
+LogFn = Callable[[str], None]
+EnvFor = Mapping[str, str] | Callable[["NodeTarget"], Mapping[str, str]]
+
+TAIL_LINES = 20
+_FIRST_RETRY_DELAY_S = 0.5
+_MAX_RETRY_DELAY_S = 10.0
+_POLL_S = 0.2
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """Where to reach one node; username None means the local user name, as with OpenSSH."""
+
+    name: str
+    host: str
+    port: int = 22
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    """Outcome of one script on one node; stdout/stderr are already redacted."""
+
+    node: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    attempts: int
+
+
+class _Output:
+    """Collects one stream, passing each complete, redacted line on as soon as it arrives."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self._chunks: list[str] = []
+        self._on_line = on_line
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        text = self._decoder.decode(data, final=final)
+        self._chunks.append(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        if final and self._pending:
+            lines.append(self._pending)
+            self._pending = ""
+        for line in lines:
+            self._on_line(line.rstrip("\r"))
+
+    def text(self) -> str:
+        return "".join(self._chunks)
+
+
+def _describe(error: BaseException) -> str:
+    """A one-line reason for a connection error, without a traceback."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _connect(
+    target: NodeTarget,
+    pkey: paramiko.PKey,
+    known_hosts: KnownHosts,
+    on_new_host_key: NewHostKeyCallback | None,
+    connect_timeout: float,
+    boot_deadline_s: float,
+    emit: LogFn,
+) -> tuple[paramiko.SSHClient, int]:
+    """Connect, retrying with backoff while the node may still be booting; returns (client, attempts)."""
+    node_host = host_id(target.host, target.port)
+    deadline = time.monotonic() + boot_deadline_s
+    delay = _FIRST_RETRY_DELAY_S
+    attempt = 0
+    while True:
+        attempt += 1
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(PinnedHostKeyPolicy(node_host, known_hosts, on_new_host_key))
+        timeout = max(1.0, min(connect_timeout, deadline - time.monotonic()))
+        try:
+            client.connect(
+                target.host,
+                port=target.port,
+                username=target.username or getpass.getuser(),
+                pkey=pkey,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+            return client, attempt
+        except HostKeyMismatch:
+            client.close()
+            raise
+        except paramiko.AuthenticationException as error:
+            client.close()
+            raise AuthenticationRefused(
+                f"node {target.name} ({node_host}) refused the deployment's SSH key for user "
+                f"{target.username or getpass.getuser()!r} ({_describe(error)}); check that the public key "
+                "was installed on the node and that the user name matches the image",
+                target.name,
+            ) from None
+        except socket.gaierror as error:
+            client.close()
+            raise NodeUnreachable(
+                f"node {target.name}: address {target.host!r} cannot be resolved ({_describe(error)})",
+                target.name,
+            ) from None
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            client.close()
+            reason = _describe(error)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise NodeUnreachable(
+                f"node {target.name} ({node_host}) did not accept SSH within {boot_deadline_s:g} s "
+                f"({attempt} attempts; last error: {reason}); check that the VM booted and that port "
+                f"{target.port} is open to this worker",
+                target.name,
+            )
+        wait = min(delay * random.uniform(0.8, 1.2), remaining)
+        emit(f"[{target.name}] not reachable yet ({reason}); attempt {attempt + 1} in {wait:.1f} s")
+        time.sleep(wait)
+        delay = min(delay * 2, _MAX_RETRY_DELAY_S)
+
+
+def _execute(
+    client: paramiko.SSHClient,
+    target: NodeTarget,
+    payload: str,
+    channel_timeout: float,
+    script_timeout_s: float | None,
+    stdout: _Output,
+    stderr: _Output,
+) -> int:
+    """Send the payload on stdin of the fixed remote command, stream both outputs, return the exit code."""
+    transport = client.get_transport()
+    if transport is None:  # connect() succeeded, so this means the node closed the connection at once
+        raise ConfigureError(f"node {target.name} closed the SSH connection right after login", target.name)
+    channel = transport.open_session(timeout=channel_timeout)
+    try:
+        channel.exec_command(REMOTE_COMMAND)
+        channel.sendall(payload.encode("utf-8"))
+        channel.shutdown_write()
+        deadline = None if script_timeout_s is None else time.monotonic() + script_timeout_s
+        while True:
+            while channel.recv_ready():
+                stdout.feed(channel.recv(65536))
+            while channel.recv_stderr_ready():
+                stderr.feed(channel.recv_stderr(65536))
+            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise ScriptTimedOut(
+                    f"script on node {target.name} still running after {script_timeout_s:g} s; a background "
+                    "job that keeps stdout/stderr open holds the session (start daemons with start_daemon, "
+                    "which redirects their output)",
+                    target.name,
+                )
+            select.select([channel], [], [], _POLL_S)
+        return channel.recv_exit_status()
+    finally:
+        stdout.feed(b"", final=True)
+        stderr.feed(b"", final=True)
+        channel.close()
+
+
+def run_script(
+    target: NodeTarget,
+    script: str,
+    *,
+    private_key: str,
+    known_hosts: KnownHosts,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    on_new_host_key: NewHostKeyCallback | None = None,
+    connect_timeout: float = 10.0,
+    boot_deadline_s: float = 300.0,
+    script_timeout_s: float | None = 3600.0,
+    log: LogFn | None = None,
+    check: bool = True,
+) -> ScriptResult:
+    """Run script on one node with env exported (quoted) before it; output streams to log, secrets masked.
+
+    Raises NodeUnreachable after boot_deadline_s of refused/timed-out connections, AuthenticationRefused
+    and HostKeyMismatch at once, ScriptTimedOut, and ScriptFailed on a non-zero exit when check is set.
+    """
+    started = time.monotonic()
+    fragments = secret_fragments([*secrets, private_key])
+    sink = log or _logger.info
+
+    def emit(line: str) -> None:
+        sink(mask_fragments(line, fragments))
+
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def on_line(stream: str) -> Callable[[str], None]:
+        def handle(line: str) -> None:
+            shown = f"[{target.name}{'' if stream == 'stdout' else ' stderr'}] {mask_fragments(line, fragments)}"
+            tail.append(shown)
+            sink(shown)
+
+        return handle
+
+    payload = script_payload(script, env)
+    pkey = load_private_key(private_key)
+    try:
+        client, attempts = _connect(
+            target, pkey, known_hosts, on_new_host_key, connect_timeout, boot_deadline_s, emit
+        )
+    except (NodeUnreachable, AuthenticationRefused) as error:
+        raise type(error)(mask_fragments(str(error), fragments), target.name) from None
+    emit(f"[{target.name}] connected to {host_id(target.host, target.port)} (attempt {attempts})")
+    stdout, stderr = _Output(on_line("stdout")), _Output(on_line("stderr"))
+    try:
+        exit_code = _execute(client, target, payload, connect_timeout, script_timeout_s, stdout, stderr)
+    except (OSError, EOFError, paramiko.SSHException) as error:
+        raise ConfigureError(
+            f"SSH session to node {target.name} broke while the script ran "
+            f"({mask_fragments(_describe(error), fragments)}); "
+            "scripts are idempotent, so running the step again is safe",
+            target.name,
+        ) from None
+    finally:
+        client.close()
+    result = ScriptResult(
+        node=target.name,
+        exit_code=exit_code,
+        stdout=mask_fragments(stdout.text(), fragments),
+        stderr=mask_fragments(stderr.text(), fragments),
+        duration_s=time.monotonic() - started,
+        attempts=attempts,
+    )
+    emit(f"[{target.name}] exit code {exit_code} after {result.duration_s:.1f} s")
+    if check and exit_code != 0:
+        raise ScriptFailed(target.name, exit_code, "\n".join(tail), result)
+    return result
+
+
+def run_on_nodes(
+    targets: Iterable[NodeTarget],
+    script_for: Callable[[NodeTarget], str] | str,
+    *,
+    private_key: str,
+    known_hosts: KnownHosts,
+    env: EnvFor | None = None,
+    secrets: Iterable[str] = (),
+    on_new_host_key: NewHostKeyCallback | None = None,
+    connect_timeout: float = 10.0,
+    boot_deadline_s: float = 300.0,
+    script_timeout_s: float | None = 3600.0,
+    log: LogFn | None = None,
+    check: bool = True,
+    max_parallel: int = 32,
+) -> dict[str, ScriptResult]:
+    """run_script on every target at once (at most max_parallel at a time); one node's failure stops no other.
+
+    script_for and env may be callables giving each node its own script/environment. Returns results by
+    node name in target order, or raises NodesFailed naming every failed node and carrying the others.
+    """
+    targets = list(targets)
+    names = [target.name for target in targets]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"node names must be unique; repeated: {', '.join(duplicates)}")
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
+    if not targets:
+        return {}
+    secrets = [*secrets]
+    fragments = secret_fragments([*secrets, private_key])
+    sink = log or _logger.info
+    log_lock = threading.Lock()
+
+    def locked_log(line: str) -> None:
+        with log_lock:
+            sink(line)
+
+    def run_one(target: NodeTarget) -> ScriptResult:
+        script = script_for if isinstance(script_for, str) else script_for(target)
+        node_env = env(target) if callable(env) else env
+        return run_script(
+            target,
+            script,
+            private_key=private_key,
+            known_hosts=known_hosts,
+            env=node_env,
+            secrets=secrets,
+            on_new_host_key=on_new_host_key,
+            connect_timeout=connect_timeout,
+            boot_deadline_s=boot_deadline_s,
+            script_timeout_s=script_timeout_s,
+            log=locked_log,
+            check=check,
+        )
+
+    results: dict[str, ScriptResult] = {}
+    failures: dict[str, ConfigureError] = {}
+    workers = min(max_parallel, len(targets))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dodas-ssh") as pool:
+        futures = {pool.submit(run_one, target): target for target in targets}
+        for future in as_completed(futures):
+            name = futures[future].name
+            try:
+                results[name] = future.result()
+            except ConfigureError as error:
+                failures[name] = error
+            except Exception as error:  # a bad script_for/env callable or input: report it per node
+                failures[name] = ConfigureError(mask_fragments(_describe(error), fragments), name)
+    ordered = {name: results[name] for name in names if name in results}
+    if failures:
+        raise NodesFailed(failures, ordered)
+    return ordered
