@@ -239,8 +239,22 @@ def start_ssh_server(
     log_path = server_dir / "server.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, __file__, "--host", host, "--port", str(port), "--host-key", str(host_key_path),
-             "--authorized-key", str(authorized_path), "--workdir", str(workdir), "--ready-file", str(ready_file)],
+            [
+                sys.executable,
+                __file__,
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--host-key",
+                str(host_key_path),
+                "--authorized-key",
+                str(authorized_path),
+                "--workdir",
+                str(workdir),
+                "--ready-file",
+                str(ready_file),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -130,7 +130,7 @@ def test_redact_masks_every_secret_and_each_line_of_multiline_ones() -> None:
 
 def test_render_quotes_values_and_leaves_shell_variables_alone() -> None:
     script = render('echo @{greeting} "$HOME" "$@" user@host @@{literal} @{count}', greeting="it's $(id)", count=3)
-    assert script == "echo 'it'\"'\"'s $(id)' \"$HOME\" \"$@\" user@host @{literal} 3"
+    assert script == 'echo \'it\'"\'"\'s $(id)\' "$HOME" "$@" user@host @{literal} 3'
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def _shellcheck() -> str | None:
 def test_prelude_and_rendered_script_pass_shellcheck(tmp_path: Path) -> None:
     body = render(
         'once "$HOME/.dodas/unpacked" mkdir -p @{install_dir}\n'
-        "start_daemon spark-master @{pid_file} @{log_file} @{java} -jar @{jar} --host \"$NODE_IP\"\n"
+        'start_daemon spark-master @{pid_file} @{log_file} @{java} -jar @{jar} --host "$NODE_IP"\n'
         'echo "configured $NODE_NAME"',
         install_dir="/opt/spark dir",
         pid_file="/var/run/spark.pid",
@@ -185,8 +185,8 @@ def test_runs_on_five_nodes_in_parallel(nodes: list[SSHServer], client_key: KeyP
     script = render(
         'touch @{barrier}/"$NODE_NAME"\n'
         "tries=0\n"
-        "while [ \"$(ls @{barrier} | wc -l)\" -lt @{count} ]; do\n"
-        "    tries=$((tries + 1)); [ \"$tries\" -lt 1000 ] || exit 9; sleep 0.05\n"
+        'while [ "$(ls @{barrier} | wc -l)" -lt @{count} ]; do\n'
+        '    tries=$((tries + 1)); [ "$tries" -lt 1000 ] || exit 9; sleep 0.05\n'
         "done\n"
         'echo "hello from $NODE_NAME"\n'
         'echo "warning on $NODE_NAME" >&2',
@@ -472,9 +472,7 @@ def test_start_daemon_and_once_are_idempotent(nodes: list[SSHServer], client_key
             os.kill(pid, signal.SIGKILL)
 
 
-def test_background_job_holding_output_times_out_instead_of_hanging(
-    server_factory, client_key: KeyPair
-) -> None:
+def test_background_job_holding_output_times_out_instead_of_hanging(server_factory, client_key: KeyPair) -> None:
     server = server_factory()
     with pytest.raises(ScriptTimedOut, match="node hold still running after 2 s"):
         run_script(
@@ -484,4 +482,3 @@ def test_background_job_holding_output_times_out_instead_of_hanging(
             known_hosts={},
             script_timeout_s=2,
         )
-

@@ -68,9 +68,7 @@ class PinnedHostKeyPolicy(paramiko.MissingHostKeyPolicy):
     paramiko always prefers ed25519 host keys first, so a node's offered key type stays the same.
     """
 
-    def __init__(
-        self, host: str, known_hosts: KnownHosts, on_new_host_key: NewHostKeyCallback | None = None
-    ) -> None:
+    def __init__(self, host: str, known_hosts: KnownHosts, on_new_host_key: NewHostKeyCallback | None = None) -> None:
         self.host = host
         self.known_hosts = known_hosts
         self.on_new_host_key = on_new_host_key

@@ -251,9 +251,7 @@ def run_script(
     payload = script_payload(script, env)
     pkey = load_private_key(private_key)
     try:
-        client, attempts = _connect(
-            target, pkey, known_hosts, on_new_host_key, connect_timeout, boot_deadline_s, emit
-        )
+        client, attempts = _connect(target, pkey, known_hosts, on_new_host_key, connect_timeout, boot_deadline_s, emit)
     except (NodeUnreachable, AuthenticationRefused) as error:
         raise type(error)(mask_fragments(str(error), fragments), target.name) from None
     emit(f"[{target.name}] connected to {host_id(target.host, target.port)} (attempt {attempts})")
