@@ -1,0 +1,29 @@
+"""Cloud drivers behind one interface; `get_driver("local")` gives the embedded local cloud."""
+
+from dodas_tasks.clouds.base import (
+    ACTIVE,
+    BUILD,
+    DELETED,
+    ERROR,
+    SERVER_STATUSES,
+    TAG_DEPLOYMENT,
+    TAG_GROUP,
+    TAG_INDEX,
+    TAG_PROJECT,
+    CloudDriver,
+    CloudError,
+    Flavor,
+    QuotaExceeded,
+    Server,
+    ServerNotFound,
+    ServerSpec,
+    get_driver,
+    known_clouds,
+    register_driver,
+)
+
+__all__ = [
+    "ACTIVE", "BUILD", "DELETED", "ERROR", "SERVER_STATUSES", "TAG_DEPLOYMENT", "TAG_GROUP", "TAG_INDEX",
+    "TAG_PROJECT", "CloudDriver", "CloudError", "Flavor", "QuotaExceeded", "Server", "ServerNotFound",
+    "ServerSpec", "get_driver", "known_clouds", "register_driver",
+]

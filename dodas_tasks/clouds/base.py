@@ -1,0 +1,171 @@
+"""The small interface every IaaS driver implements (local, OpenStack, EC2), one module per cloud.
+
+Like the Infrastructure Manager's connectors: callers speak only this vocabulary, so a deployment can move
+between clouds. Resources carry deterministic names and `dodas:*` tags so retries adopt instead of duplicate.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dodas_tasks.settings import PROJECT_TAG
+
+# Server.status values
+BUILD = "BUILD"
+ACTIVE = "ACTIVE"
+ERROR = "ERROR"
+DELETED = "DELETED"
+SERVER_STATUSES = frozenset({BUILD, ACTIVE, ERROR, DELETED})
+
+# Tag keys put on every resource DODAS creates
+TAG_PROJECT = "dodas:project"  # value: settings.PROJECT_TAG
+TAG_DEPLOYMENT = "dodas:deployment"
+TAG_GROUP = "dodas:group"
+TAG_INDEX = "dodas:index"
+
+__all__ = [
+    "ACTIVE", "BUILD", "DELETED", "ERROR", "PROJECT_TAG", "SERVER_STATUSES", "TAG_DEPLOYMENT", "TAG_GROUP",
+    "TAG_INDEX", "TAG_PROJECT", "CloudDriver", "CloudError", "Flavor", "QuotaExceeded", "Server",
+    "ServerNotFound", "ServerSpec", "get_driver", "known_clouds", "register_driver",
+]
+
+
+class CloudError(Exception):
+    """A cloud call failed; `retryable` says whether trying the same call again may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class QuotaExceeded(CloudError):
+    """The project's quota (servers, cores, memory…) does not leave room for the request."""
+
+
+class ServerNotFound(CloudError):
+    """The server id is unknown to the cloud (never existed or already deleted)."""
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """Size of a server: TOSCA host capabilities, or a named instance type when the cloud has them."""
+
+    cpus: int
+    mem_mb: int
+    disk_gb: int = 0
+    instance_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything needed to create one server; `name` and `tags` are deterministic so retries can adopt."""
+
+    name: str
+    flavor: Flavor
+    image: str
+    key_name: str
+    public_key: str
+    tags: dict[str, str]
+    network: str = "PRIVATE"  # "PRIVATE" or "PUBLIC" (gets a public IP)
+    ports: list = field(default_factory=list)
+    user_data: str | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server as the cloud reports it now.
+
+    `host_key` is the server's SSH host public key ("ssh-ed25519 AAAA…") when the cloud can tell it, so
+    clients can pin it instead of trusting on first use.
+    """
+
+    id: str
+    name: str
+    status: str
+    private_ip: str | None
+    public_ip: str | None
+    tags: dict[str, str]
+    ssh_port: int = 22
+    fault: str | None = None
+    host_key: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        """The address to reach the server at: public if it has one, else private."""
+        return self.public_ip or self.private_ip
+
+
+class CloudDriver(ABC):
+    """One IaaS. Calls are synchronous and thread-safe; `max_concurrency` bounds parallel calls."""
+
+    name: str = "abstract"
+    max_concurrency: int = 5
+
+    @abstractmethod
+    def create_server(self, spec: ServerSpec) -> Server:
+        """Start creating a server and return promptly; it may still be BUILD."""
+
+    @abstractmethod
+    def get_server(self, server_id: str) -> Server | None:
+        """The server now, or None if the cloud does not know it."""
+
+    @abstractmethod
+    def list_servers(self, tags: dict[str, str]) -> list[Server]:
+        """All servers whose tags include every given key/value."""
+
+    @abstractmethod
+    def delete_server(self, server_id: str) -> None:
+        """Delete the server and everything it runs; deleting an unknown server is not an error."""
+
+    @abstractmethod
+    def import_key_pair(self, name: str, public_key: str) -> None:
+        """Register an OpenSSH public key under `name`; same name and same key again is a no-op."""
+
+    @abstractmethod
+    def delete_key_pair(self, name: str) -> None:
+        """Remove the key pair; removing an unknown one is not an error."""
+
+
+DriverFactory = Callable[..., CloudDriver]
+_registry: dict[str, DriverFactory] = {}
+# Built-in clouds load lazily so importing this module stays cheap.
+_builtin: dict[str, str] = {"local": "dodas_tasks.clouds.local:LocalCloud"}
+
+
+def register_driver(cloud: str, factory: DriverFactory | str) -> None:
+    """Make `get_driver(cloud)` use `factory` (a callable, or "module:attribute" imported on first use)."""
+    if isinstance(factory, str):
+        _builtin[cloud] = factory
+        _registry.pop(cloud, None)
+    else:
+        _registry[cloud] = factory
+
+
+def known_clouds() -> list[str]:
+    """Names `get_driver` accepts."""
+    return sorted(set(_registry) | set(_builtin))
+
+
+def _resolve(cloud: str) -> DriverFactory:
+    if cloud in _registry:
+        return _registry[cloud]
+    if cloud not in _builtin:
+        raise CloudError(f"unknown cloud {cloud!r}; known clouds: {', '.join(known_clouds())}")
+    module_name, _, attribute = _builtin[cloud].partition(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    _registry[cloud] = factory
+    return factory
+
+
+def get_driver(cloud: str, **options: object) -> CloudDriver:
+    """A driver for `cloud` ("local", …) configured with `options` (driver-specific keyword arguments)."""
+    factory = _resolve(cloud)
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as exc:
+        raise CloudError(f"bad options for cloud {cloud!r}: {exc}") from None
+    return factory(**options)
