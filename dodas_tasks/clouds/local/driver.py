@@ -36,7 +36,6 @@ from dodas_tasks.clouds.local import procs
 from dodas_tasks.clouds.local.config import resolve_config
 from dodas_tasks.clouds.local.ipam import allocate
 from dodas_tasks.clouds.local.layout import CloudLayout, ServerDir, file_lock, write_json_atomic
-from dodas_tasks.clouds.local.nodeserver import PASSED_ENV
 
 _SERVER_ID = re.compile(r"^lc-[0-9a-f]{12}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$")
@@ -161,7 +160,7 @@ class LocalCloud(CloudDriver):
 
     def _launch(self, server_dir: ServerDir, listen_fd: int, server_id: str, ip: str) -> int:
         """Start the node server detached; returns its pid (printed by the first, short-lived process)."""
-        env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+        env = {name: os.environ[name] for name in procs.PASSED_ENV if name in os.environ}
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
         env.update({"PYTHONPATH": _PACKAGE_ROOT, procs.NODE_ID_ENV: server_id, procs.NODE_IP_ENV: ip})
         argv = [sys.executable, "-P", "-m", "dodas_tasks.clouds.local.nodeserver",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 NODE_ID_ENV = "DODAS_NODE_ID"
 NODE_IP_ENV = "DODAS_NODE_IP"
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "JAVA_HOME")  # host variables a node's commands see
 _PR_SET_CHILD_SUBREAPER = 36
 
 
