@@ -55,13 +55,11 @@ def compile(template_text: str, inputs: dict[str, Any] | None = None, *, source:
         topology = {}
     node_tpls: dict[str, Any] = topology.get("node_templates") or {}
     if not node_tpls:
-        line, col = doc.line_of("topology_template")
         problems.append(
             TemplateProblem(
                 "tosca",
                 "the template has no node templates",
-                line=line,
-                column=col,
+                path=("topology_template",),
                 hint="add topology_template.node_templates",
             )
         )
@@ -79,7 +77,7 @@ def compile(template_text: str, inputs: dict[str, Any] | None = None, *, source:
     plan = _build_plan(doc, topology, node_tpls, registry, decls, values, checked.given, parsed, problems)
     plan.missing_inputs = checked.missing
     if problems:
-        raise DodasTemplateError(_dedupe(problems), source)
+        raise DodasTemplateError([doc.locate(p) for p in _dedupe(problems)], source)
     return plan
 
 
@@ -101,9 +99,9 @@ def _check_types(doc: YamlDocument, node_tpls: dict[str, Any], registry: TypeReg
     problems: list[TemplateProblem] = []
     for name, tpl in node_tpls.items():
         type_name = tpl.get("type") if isinstance(tpl, dict) else None
-        line, col = doc.line_of("topology_template", "node_templates", name, "type")
+        where = ("topology_template", "node_templates", name, "type")
         if not type_name:
-            problems.append(TemplateProblem("tosca", f"node template {name!r} has no type", node=name, line=line))
+            problems.append(TemplateProblem("tosca", f"node template {name!r} has no type", node=name, path=where[:-1]))
             continue
         if not registry.known(type_name):
             close = difflib.get_close_matches(type_name, registry.deployable_types(), n=1)
@@ -112,8 +110,7 @@ def _check_types(doc: YamlDocument, node_tpls: dict[str, Any], registry: TypeReg
                     "unsupported_type",
                     f"node {name!r}: type {type_name!r} is unknown to the DODAS type library",
                     node=name,
-                    line=line,
-                    column=col,
+                    path=where,
                     type_name=type_name,
                     hint=f"did you mean {close[0]!r}?"
                     if close
@@ -126,8 +123,7 @@ def _check_types(doc: YamlDocument, node_tpls: dict[str, Any], registry: TypeReg
                     "unsupported_type",
                     f"node {name!r}: type {type_name!r} is known but this project cannot deploy it",
                     node=name,
-                    line=line,
-                    column=col,
+                    path=where,
                     type_name=type_name,
                     hint="supported: Compute, BlockStorage, the Mesos, HTCondor, CMS, AMS, Spark and "
                     "Marathon/Chronos types of the INDIGO library",
@@ -168,8 +164,8 @@ def _run_tosca_parser(
         for secret in secrets:
             message = message.replace(secret, "***")
         node = _quoted_node(message, doc)
-        line, col = doc.line_of("topology_template", "node_templates", node) if node else (None, None)
-        problems.append(TemplateProblem("tosca", message, node=node, line=line, column=col))
+        path = ("topology_template", "node_templates", node) if node else ()
+        problems.append(TemplateProblem("tosca", message, node=node, path=path))
     return None, problems
 
 
@@ -417,14 +413,12 @@ def _check_cycles(edges: list[Edge], doc: YamlDocument) -> list[TemplateProblem]
         TopologicalSorter(graph).prepare()
     except CycleError as exc:
         cycle = exc.args[1]
-        line, col = doc.line_of("topology_template", "node_templates", cycle[0], "requirements")
         return [
             TemplateProblem(
                 "cycle",
                 f"requirements form a cycle: {' -> '.join(reversed(cycle))}",
                 node=cycle[0],
-                line=line,
-                column=col,
+                path=("topology_template", "node_templates", cycle[0], "requirements"),
                 hint="remove one of these requirements (a node cannot depend on itself, even indirectly)",
             )
         ]
@@ -466,14 +460,12 @@ def _group(
         try:
             return int(value)
         except (TypeError, ValueError):
-            line, col = doc.line_of("topology_template", "node_templates", name, "capabilities")
             problems.append(
                 TemplateProblem(
                     "tosca",
                     f"node {name!r}: {what} must be an integer, got {value!r}",
                     node=name,
-                    line=line,
-                    column=col,
+                    path=("topology_template", "node_templates", name, "capabilities"),
                 )
             )
             return default

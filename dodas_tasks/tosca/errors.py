@@ -17,6 +17,7 @@ class TemplateProblem:
     column: int | None = None
     hint: str | None = None  # how to fix it
     type_name: str | None = None  # for unknown/unsupported types: the TOSCA type refused
+    path: tuple[Any, ...] = ()  # YAML path of the culprit; turned into line/column only when reporting
 
     def render(self, source: str = "template") -> str:
         where = source
@@ -43,7 +44,7 @@ class DodasTemplateError(Exception):
         return "\n".join([head, *(p.render(self.source) for p in self.problems)])
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [asdict(p) for p in self.problems]
+        return [{k: v for k, v in asdict(p).items() if k != "path"} for p in self.problems]
 
     @property
     def unsupported_types(self) -> list[str]:

@@ -38,7 +38,7 @@ def check(doc: YamlDocument, decls: dict[str, Any], given: dict[str, Any] | None
     given = dict(given or {}) if given is not None else None
     for name, decl in decls.items():
         decl = decl if isinstance(decl, dict) else {}
-        line, col = doc.line_of("topology_template", "inputs", name)
+        where = ("topology_template", "inputs", name)
         if given is not None and name in given:
             try:
                 result.values[name] = coerce(given[name], str(decl.get("type", "string")))
@@ -51,8 +51,7 @@ def check(doc: YamlDocument, decls: dict[str, Any], given: dict[str, Any] | None
                         "input",
                         f"input {name!r} = {shown}: {exc} (declared type {decl.get('type', 'string')})",
                         node=name,
-                        line=line,
-                        column=col,
+                        path=where,
                         hint=f"give {name} a value of type {decl.get('type', 'string')}"
                         + (f" satisfying {decl['constraints']}" if decl.get("constraints") else ""),
                     )
@@ -67,8 +66,7 @@ def check(doc: YamlDocument, decls: dict[str, Any], given: dict[str, Any] | None
                         "input",
                         f"input {name!r} is required and has no default",
                         node=name,
-                        line=line,
-                        column=col,
+                        path=where,
                         hint=f"give it with -i {name}=VALUE (type {decl.get('type', 'string')})",
                     )
                 )
