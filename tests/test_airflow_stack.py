@@ -1,0 +1,166 @@
+"""End-to-end: a real Airflow 3.3.2 stack on loopback runs a DAG, picks up generated DAGs, and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dodas_tasks.airflow_stack import AirflowStack
+
+pytestmark = pytest.mark.slow
+
+TWO_STEP_DAG = """
+from datetime import datetime
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="two_steps", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
+     is_paused_upon_creation=False)
+def two_steps():
+    @task
+    def make(**context):
+        return {"n": context["dag_run"].conf.get("n", 1)}
+
+    @task
+    def double(value):
+        return value["n"] * 2
+
+    double(make())
+
+
+two_steps()
+"""
+
+# A generator file like the deployment factory: one DAG per row of a data file that the test edits.
+GENERATOR_DAG = """
+import json
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import DAG, task
+
+for name in json.loads((Path(__file__).parent / "rows.json").read_text()):
+    with DAG(dag_id=f"gen_{name}", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
+             is_paused_upon_creation=False) as generated:
+        @task
+        def hello(who=name):
+            return f"hello {who}"
+
+        hello()
+    globals()[generated.dag_id] = generated
+"""
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _set_rows(dags: Path, rows: list[str]) -> None:
+    tmp = dags / "rows.json.tmp"
+    tmp.write_text(json.dumps(rows))
+    tmp.replace(dags / "rows.json")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    root = tmp_path_factory.mktemp("airflow_stack")
+    dags, plugins = root / "dags", root / "plugins"
+    dags.mkdir()
+    plugins.mkdir()
+    (dags / "two_steps.py").write_text(textwrap.dedent(TWO_STEP_DAG))
+    (dags / "generated.py").write_text(textwrap.dedent(GENERATOR_DAG))
+    _set_rows(dags, ["alpha"])
+    airflow_stack = AirflowStack(root / "home", dags, plugins, port=_free_loopback_port(), parallelism=4)
+    started = time.monotonic()
+    try:
+        airflow_stack.start(timeout=300)
+        print(f"\n[measure] cold start incl. migrate → healthy: {time.monotonic() - started:.1f} s")
+        yield airflow_stack
+    finally:
+        airflow_stack.stop()
+
+
+def test_secrets_and_password_are_kept_across_instances(stack: AirflowStack) -> None:
+    again = AirflowStack(stack.airflow_home, stack.dags_folder, stack.plugins_folder, port=stack.port)
+    assert again.admin_credentials() == stack.admin_credentials()
+    keys = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY")
+    assert all(again.env()[k] == stack.env()[k] for k in keys)
+    assert len(stack.env()["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 64
+    assert again.is_running()  # read from the pid file by an instance that did not start it
+
+
+def test_two_task_dag_runs_and_returns_xcom(stack: AirflowStack) -> None:
+    stack.wait_for_dag("two_steps", timeout=120)
+    triggered = time.monotonic()
+    run_id = stack.trigger_dag("two_steps", {"n": 21})
+    assert stack.wait_for_run("two_steps", run_id, timeout=300, poll=0.2) == "success"
+    print(f"\n[measure] trigger → success (2 tasks): {time.monotonic() - triggered:.1f} s")
+    assert stack.xcom("two_steps", run_id, "double") == 42
+    assert stack.xcom("two_steps", run_id, "make") == {"n": 21}
+
+
+def test_new_row_in_generator_file_becomes_a_dag_by_itself(stack: AirflowStack) -> None:
+    stack.wait_for_dag("gen_alpha", timeout=120)
+    _set_rows(stack.dags_folder, ["alpha", "beta"])
+    added = time.monotonic()
+    stack.wait_for_dag("gen_beta", timeout=120)
+    print(f"\n[measure] new row → DAG visible, periodic re-parse only: {time.monotonic() - added:.1f} s")
+
+
+def test_reparse_request_makes_a_new_row_runnable(stack: AirflowStack) -> None:
+    stack.wait_for_dag("gen_alpha", timeout=120)
+    _set_rows(stack.dags_folder, ["alpha", "beta", "gamma"])
+    added = time.monotonic()
+    stack.wait_for_dag("gen_gamma", timeout=120, reparse_via="gen_alpha", poll=0.1)
+    visible = time.monotonic()
+    run_id = stack.trigger_dag("gen_gamma")
+    assert stack.wait_for_run("gen_gamma", run_id, timeout=300, poll=0.2) == "success"
+    print(
+        f"\n[measure] new row → DAG visible with PUT parseDagFile: {visible - added:.1f} s;"
+        f" → run succeeded: {time.monotonic() - added:.1f} s"
+    )
+    assert stack.xcom("gen_gamma", run_id, "hello") == "hello gamma"
+
+
+def test_stop_ends_every_process_and_frees_the_port(stack: AirflowStack) -> None:
+    stack.wait_for_dag("two_steps", timeout=120)
+    # A run in flight while stopping: its task processes live in their own process groups.
+    stack.trigger_dag("two_steps", {"n": 1})
+    recorded = json.loads(stack.pid_file.read_text())["components"]
+    tree: dict[int, psutil.Process] = {}
+    for record in recorded.values():
+        leader = psutil.Process(record["pid"])
+        tree[leader.pid] = leader
+        tree.update({child.pid: child for child in leader.children(recursive=True)})
+    assert set(recorded) == {"api-server", "scheduler", "dag-processor", "triggerer"}
+
+    AirflowStack(stack.airflow_home, stack.dags_folder, stack.plugins_folder, port=stack.port).stop()
+    stack.stop()  # idempotent, and reaps our own children
+
+    assert [p.pid for p in tree.values() if _alive(p)] == []
+    assert not stack.pid_file.exists()
+    assert not stack.is_running()
+    assert not _listening(stack.port)
