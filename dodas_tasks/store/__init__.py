@@ -1,0 +1,23 @@
+"""The deployment store: deployments, nodes and events (SQLAlchemy + alembic; SQLite or PostgreSQL)."""
+
+from dodas_tasks.store.changes import DEPLOYMENT_FIELDS, NODE_FIELDS, node_name
+from dodas_tasks.store.records import REDACTED, DeploymentRecord, EventRecord, NodeRecord
+from dodas_tasks.store.retry import ConcurrentUpdateError
+from dodas_tasks.store.store import DeploymentNotFoundError, NodeNotFoundError, Store
+from dodas_tasks.store.vocabulary import DeploymentStatus, NodeState
+
+__all__ = [
+    "DEPLOYMENT_FIELDS",
+    "NODE_FIELDS",
+    "REDACTED",
+    "ConcurrentUpdateError",
+    "DeploymentNotFoundError",
+    "DeploymentRecord",
+    "DeploymentStatus",
+    "EventRecord",
+    "NodeNotFoundError",
+    "NodeRecord",
+    "NodeState",
+    "Store",
+    "node_name",
+]

@@ -1,0 +1,121 @@
+"""Plain snapshots handed out by the store: safe to keep, pass between processes and serialise (no live ORM)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dodas_tasks.store.models import Deployment, Event, Node
+
+REDACTED = "******"  # shown in place of a secret input's value
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+class _Serialisable:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (datetimes as ISO 8601 strings)."""
+        return {field.name: _jsonable(getattr(self, field.name)) for field in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DeploymentRecord(_Serialisable):
+    """A deployment without its secrets: secret inputs read REDACTED; tokens/keys only via Store methods."""
+
+    id: str
+    owner_subject: str
+    owner_issuer: str
+    owner_groups: list[str]
+    template: str
+    inputs: dict[str, Any]
+    secret_inputs: list[str]
+    plan: dict[str, Any]
+    status: str
+    status_reason: str | None
+    desired_counts: dict[str, int]
+    removal_list: list[str]
+    outputs: dict[str, Any]
+    cloud: str
+    clouds: list[str]
+    options: dict[str, Any]
+    has_refresh_token: bool
+    ssh_public_key: str
+    known_hosts: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Deployment) -> DeploymentRecord:
+        secret = set(row.secret_inputs or [])
+        inputs = {name: (REDACTED if name in secret else value) for name, value in (row.inputs or {}).items()}
+        return cls(
+            id=row.id,
+            owner_subject=row.owner_subject,
+            owner_issuer=row.owner_issuer,
+            owner_groups=list(row.owner_groups or []),
+            template=row.template,
+            inputs=inputs,
+            secret_inputs=sorted(secret),
+            plan=dict(row.plan or {}),
+            status=row.status,
+            status_reason=row.status_reason,
+            desired_counts=dict(row.desired_counts or {}),
+            removal_list=list(row.removal_list or []),
+            outputs=dict(row.outputs or {}),
+            cloud=row.cloud,
+            clouds=list(row.clouds or []),
+            options=dict(row.options or {}),
+            has_refresh_token=row.refresh_token is not None,
+            ssh_public_key=row.ssh_public_key,
+            known_hosts=dict(row.known_hosts or {}),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            version=row.version,
+        )
+
+
+@dataclass(frozen=True)
+class NodeRecord(_Serialisable):
+    """One VM as last recorded."""
+
+    id: str
+    deployment_id: str
+    group: str
+    index: int
+    cloud: str | None
+    cloud_id: str | None
+    name: str
+    private_ip: str | None
+    public_ip: str | None
+    state: str
+    state_reason: str | None
+    last_healthy_at: datetime | None
+    unhealthy_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Node) -> NodeRecord:
+        return cls(**{field.name: getattr(row, field.name) for field in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class EventRecord(_Serialisable):
+    """One line of a deployment's history."""
+
+    id: int
+    time: datetime
+    deployment_id: str
+    node_id: str | None
+    kind: str
+    message: str
+
+    @classmethod
+    def from_row(cls, row: Event) -> EventRecord:
+        return cls(**{field.name: getattr(row, field.name) for field in dataclasses.fields(cls)})

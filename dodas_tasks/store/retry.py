@@ -1,0 +1,46 @@
+"""Retry a short transaction when another writer got there first (optimistic versioning, SQLite lock)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+
+DEFAULT_ATTEMPTS = 30
+T = TypeVar("T")
+
+
+class ConcurrentUpdateError(RuntimeError):
+    """Gave up after repeated conflicts with other writers."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for conflicts worth retrying: a stale version, or SQLite saying another writer holds the lock."""
+    if isinstance(error, StaleDataError):
+        return True
+    if isinstance(error, OperationalError):
+        text = str(error.orig).lower()
+        return "database is locked" in text or "database is busy" in text or "deadlock detected" in text
+    return False
+
+
+def retry_on_conflict(work: Callable[[], T], *, what: str, attempts: int = DEFAULT_ATTEMPTS) -> T:
+    """Run work (which must open and close its own transaction) again after a transient conflict."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except (StaleDataError, OperationalError) as error:
+            if not is_transient(error) or attempt == attempts:
+                if is_transient(error):
+                    raise ConcurrentUpdateError(
+                        f"{what}: still conflicting with other writers after {attempts} attempts; "
+                        "retry later or lower the number of concurrent workers"
+                    ) from error
+                raise
+            # Jittered backoff so colliding writers do not collide again in lockstep.
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+    raise AssertionError("unreachable")
