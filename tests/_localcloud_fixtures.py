@@ -62,8 +62,9 @@ def wait_status(cloud: LocalCloud, server_id: str, status: str) -> Server:
 
 def spec(name: str, key_name: str, public_key: str, deployment: str = "dep-1", **extra_tags: str) -> ServerSpec:
     tags = {TAG_PROJECT: PROJECT_TAG, TAG_DEPLOYMENT: deployment, **extra_tags}
-    return ServerSpec(name=name, flavor=Flavor(cpus=1, mem_mb=512), image="local", key_name=key_name,
-                      public_key=public_key, tags=tags)
+    return ServerSpec(
+        name=name, flavor=Flavor(cpus=1, mem_mb=512), image="local", key_name=key_name, public_key=public_key, tags=tags
+    )
 
 
 def ssh_client(server: Server, key: paramiko.PKey) -> paramiko.SSHClient:
@@ -72,10 +73,22 @@ def ssh_client(server: Server, key: paramiko.PKey) -> paramiko.SSHClient:
     key_type, key_b64 = server.host_key.split()[:2]
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.get_host_keys().add(f"[{server.private_ip}]:{server.ssh_port}", key_type,
-                               paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)))
-    client.connect(server.private_ip, server.ssh_port, username="root", pkey=key, look_for_keys=False,
-                   allow_agent=False, timeout=30, banner_timeout=30, auth_timeout=30)
+    client.get_host_keys().add(
+        f"[{server.private_ip}]:{server.ssh_port}",
+        key_type,
+        paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)),
+    )
+    client.connect(
+        server.private_ip,
+        server.ssh_port,
+        username="root",
+        pkey=key,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=30,
+        banner_timeout=30,
+        auth_timeout=30,
+    )
     return client
 
 
@@ -130,5 +143,3 @@ def cloud_fixture(make_cloud: Callable[..., LocalCloud], key_pair: KeyPair) -> L
     driver = make_cloud()
     driver.import_key_pair("test-key", key_pair.public)
     return driver
-
-

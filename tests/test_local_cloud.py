@@ -43,8 +43,9 @@ pytestmark = pytest.mark.slow
 
 def test_three_servers_created_concurrently_get_distinct_ips_and_become_active(cloud, key_pair):
     with ThreadPoolExecutor(3) as pool:
-        created = list(pool.map(lambda i: cloud.create_server(spec(f"node-{i}", "test-key", key_pair.public)),
-                                range(3)))
+        created = list(
+            pool.map(lambda i: cloud.create_server(spec(f"node-{i}", "test-key", key_pair.public)), range(3))
+        )
     servers = [wait_status(cloud, server.id, ACTIVE) for server in created]
     assert len({server.private_ip for server in servers}) == 3
     assert all(server.private_ip.startswith("127.77.") for server in servers)
@@ -76,6 +77,19 @@ def test_stdin_and_large_output_come_through(cloud, key_pair):
     assert data.startswith(b"12345\n") and len(data) == len(b"12345\n") + 1_000_000
 
 
+def test_sftp_and_client_environment_work_in_the_sandbox(cloud, key_pair):
+    server = wait_status(cloud, cloud.create_server(spec("node", "test-key", key_pair.public)).id, ACTIVE)
+    client = ssh_client(server, key_pair.private)
+    try:
+        with client.open_sftp() as sftp, sftp.open("uploaded.txt", "w") as remote:
+            remote.write("via sftp\n")
+        _, stdout, _ = client.exec_command("cat uploaded.txt; echo $GREETING", environment={"GREETING": "hello"})
+        assert stdout.read().decode() == "via sftp\nhello\n"
+    finally:
+        client.close()
+    assert (cloud.layout.server(server.id).home / "uploaded.txt").read_text() == "via sftp\n"
+
+
 def test_a_wrong_key_is_refused(cloud, key_pair):
     server = wait_status(cloud, cloud.create_server(spec("node", "test-key", key_pair.public)).id, ACTIVE)
     with pytest.raises(paramiko.AuthenticationException):
@@ -90,8 +104,14 @@ def test_server_outlives_the_process_that_created_it(cloud, cloud_home, key_pair
         server = cloud.create_server(spec("orphan", "test-key", {key_pair.public!r}, deployment="outlive"))
         print(server.id)
     """)
-    result = subprocess.run([sys.executable, "-c", creator], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parent.parent, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", creator],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=True,
+    )
     created_id = result.stdout.strip()
     found = poll(lambda: cloud.list_servers({TAG_DEPLOYMENT: "outlive"}), "the server created by the child")
     assert [server.id for server in found] == [created_id]
@@ -115,12 +135,16 @@ def test_a_restarted_driver_finds_the_servers_on_disk(cloud, cloud_home, key_pai
 
 def _start_daemons(server, key: paramiko.PKey) -> None:
     """A nohup'd job, a setsid daemon and a double-forked process: all escape their SSH session."""
-    status, _, _ = ssh_run(server, key, textwrap.dedent("""
+    status, _, _ = ssh_run(
+        server,
+        key,
+        textwrap.dedent("""
         nohup sleep 1001 >/dev/null 2>&1 &
         setsid sleep 1002 </dev/null >/dev/null 2>&1 &
         (sleep 1003 </dev/null >/dev/null 2>&1 &)
         echo started
-    """))
+    """),
+    )
     assert status == 0
 
 
@@ -187,8 +211,9 @@ def test_boot_failure_injection_gives_error_with_fault(make_cloud, key_pair):
     assert cloud.get_server(created.id) is None
 
 
-def test_api_error_injection_raises_a_retryable_error_before_doing_anything(make_cloud, cloud_home, key_pair,
-                                                                          monkeypatch):
+def test_api_error_injection_raises_a_retryable_error_before_doing_anything(
+    make_cloud, cloud_home, key_pair, monkeypatch
+):
     monkeypatch.setenv("DODAS_LOCAL_API_ERROR_RATE", "1")
     cloud = make_cloud()
     cloud.import_key_pair("test-key", key_pair.public)

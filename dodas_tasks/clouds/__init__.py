@@ -23,7 +23,23 @@ from dodas_tasks.clouds.base import (
 )
 
 __all__ = [
-    "ACTIVE", "BUILD", "DELETED", "ERROR", "SERVER_STATUSES", "TAG_DEPLOYMENT", "TAG_GROUP", "TAG_INDEX",
-    "TAG_PROJECT", "CloudDriver", "CloudError", "Flavor", "QuotaExceeded", "Server", "ServerNotFound",
-    "ServerSpec", "get_driver", "known_clouds", "register_driver",
+    "ACTIVE",
+    "BUILD",
+    "DELETED",
+    "ERROR",
+    "SERVER_STATUSES",
+    "TAG_DEPLOYMENT",
+    "TAG_GROUP",
+    "TAG_INDEX",
+    "TAG_PROJECT",
+    "CloudDriver",
+    "CloudError",
+    "Flavor",
+    "QuotaExceeded",
+    "Server",
+    "ServerNotFound",
+    "ServerSpec",
+    "get_driver",
+    "known_clouds",
+    "register_driver",
 ]

@@ -28,9 +28,26 @@ TAG_GROUP = "dodas:group"
 TAG_INDEX = "dodas:index"
 
 __all__ = [
-    "ACTIVE", "BUILD", "DELETED", "ERROR", "PROJECT_TAG", "SERVER_STATUSES", "TAG_DEPLOYMENT", "TAG_GROUP",
-    "TAG_INDEX", "TAG_PROJECT", "CloudDriver", "CloudError", "Flavor", "QuotaExceeded", "Server",
-    "ServerNotFound", "ServerSpec", "get_driver", "known_clouds", "register_driver",
+    "ACTIVE",
+    "BUILD",
+    "DELETED",
+    "ERROR",
+    "PROJECT_TAG",
+    "SERVER_STATUSES",
+    "TAG_DEPLOYMENT",
+    "TAG_GROUP",
+    "TAG_INDEX",
+    "TAG_PROJECT",
+    "CloudDriver",
+    "CloudError",
+    "Flavor",
+    "QuotaExceeded",
+    "Server",
+    "ServerNotFound",
+    "ServerSpec",
+    "get_driver",
+    "known_clouds",
+    "register_driver",
 ]
 
 

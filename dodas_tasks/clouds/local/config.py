@@ -68,14 +68,28 @@ def resolve_config(
     limit = _from_env(max_servers, "DODAS_LOCAL_MAX_SERVERS")
     return LocalCloudConfig(
         root=root,
-        ssh_port=int(_number(_from_env(ssh_port, "DODAS_LOCAL_SSH_PORT") or DEFAULT_SSH_PORT,
-                             "DODAS_LOCAL_SSH_PORT", int, 1, 65535)),
+        ssh_port=int(
+            _number(
+                _from_env(ssh_port, "DODAS_LOCAL_SSH_PORT") or DEFAULT_SSH_PORT, "DODAS_LOCAL_SSH_PORT", int, 1, 65535
+            )
+        ),
         ip_pool=_pool(_from_env(ip_pool, "DODAS_LOCAL_IP_POOL") or DEFAULT_IP_POOL),
-        boot_delay=float(_number(_from_env(boot_delay, "DODAS_LOCAL_BOOT_DELAY") or 0,
-                                 "DODAS_LOCAL_BOOT_DELAY", float, 0, None)),
-        boot_failure_rate=float(_number(_from_env(boot_failure_rate, "DODAS_LOCAL_BOOT_FAILURE_RATE") or 0,
-                                        "DODAS_LOCAL_BOOT_FAILURE_RATE", float, 0, 1)),
-        api_error_rate=float(_number(_from_env(api_error_rate, "DODAS_LOCAL_API_ERROR_RATE") or 0,
-                                     "DODAS_LOCAL_API_ERROR_RATE", float, 0, 1)),
+        boot_delay=float(
+            _number(_from_env(boot_delay, "DODAS_LOCAL_BOOT_DELAY") or 0, "DODAS_LOCAL_BOOT_DELAY", float, 0, None)
+        ),
+        boot_failure_rate=float(
+            _number(
+                _from_env(boot_failure_rate, "DODAS_LOCAL_BOOT_FAILURE_RATE") or 0,
+                "DODAS_LOCAL_BOOT_FAILURE_RATE",
+                float,
+                0,
+                1,
+            )
+        ),
+        api_error_rate=float(
+            _number(
+                _from_env(api_error_rate, "DODAS_LOCAL_API_ERROR_RATE") or 0, "DODAS_LOCAL_API_ERROR_RATE", float, 0, 1
+            )
+        ),
         max_servers=None if limit is None else int(_number(limit, "DODAS_LOCAL_MAX_SERVERS", int, 0, None)),
     )

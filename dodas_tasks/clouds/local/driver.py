@@ -63,8 +63,15 @@ class LocalCloud(CloudDriver):
     """Servers as local sandboxes with their own loopback IP and SSH server; no root needed.
 
     Options (else env DODAS_LOCAL_*, else default): home (DODAS home; default settings.dodas_home()),
-    ssh_port (2222), ip_pool ("127.77.0.0/16"), boot_delay (0 s), boot_failure_rate (0),
-    api_error_rate (0), max_servers (unlimited).
+    ssh_port (2222 for root and non-root alike), ip_pool ("127.77.0.0/16"), boot_delay (0 s),
+    boot_failure_rate (0), api_error_rate (0; create/delete then raise a retryable CloudError),
+    max_servers (unlimited; beyond it QuotaExceeded).
+
+    A server accepts any user name with the key of key pair `spec.key_name` (else `spec.public_key`),
+    runs `/bin/sh -c CMD` as the driver's user with cwd = HOME = its sandbox, TMPDIR inside it, PATH led by
+    this Python's bin directory, and DODAS_NODE_ID/DODAS_NODE_IP set; SFTP and scp work too.
+    `public_ip` equals `private_ip` for network "PUBLIC", else None (both reachable from this host).
+    `get_server` returns None once a server is deleted.
     """
 
     name = "local"
@@ -81,8 +88,13 @@ class LocalCloud(CloudDriver):
         max_servers: int | None = None,
     ) -> None:
         self.config = resolve_config(
-            home=home, ssh_port=ssh_port, ip_pool=ip_pool, boot_delay=boot_delay,
-            boot_failure_rate=boot_failure_rate, api_error_rate=api_error_rate, max_servers=max_servers,
+            home=home,
+            ssh_port=ssh_port,
+            ip_pool=ip_pool,
+            boot_delay=boot_delay,
+            boot_failure_rate=boot_failure_rate,
+            api_error_rate=api_error_rate,
+            max_servers=max_servers,
         )
         self.layout = CloudLayout(self.config.root)
         self.layout.ensure()
@@ -97,8 +109,9 @@ class LocalCloud(CloudDriver):
             if path.exists():
                 if path.read_text().strip() == key:
                     return
-                raise CloudError(f"key pair {name!r} already exists with a different public key; "
-                                 "delete it first or use another name")
+                raise CloudError(
+                    f"key pair {name!r} already exists with a different public key; delete it first or use another name"
+                )
             path.write_text(key + "\n")
 
     def delete_key_pair(self, name: str) -> None:
@@ -119,8 +132,9 @@ class LocalCloud(CloudDriver):
                 return path.read_text().strip()
         if spec.public_key:
             return normalise_public_key(spec.public_key, f"public_key of server {spec.name!r}")
-        raise CloudError(f"key pair {spec.key_name!r} not found for server {spec.name!r}; "
-                         "import it with import_key_pair first")
+        raise CloudError(
+            f"key pair {spec.key_name!r} not found for server {spec.name!r}; import it with import_key_pair first"
+        )
 
     # -- servers --------------------------------------------------------------------------------------
     def create_server(self, spec: ServerSpec) -> Server:
@@ -152,10 +166,22 @@ class LocalCloud(CloudDriver):
 
     def _initial_state(self, server_id: str, ip: str, spec: ServerSpec) -> dict[str, Any]:
         return {
-            "id": server_id, "name": spec.name, "ip": ip, "port": self.config.ssh_port, "pid": None,
-            "pid_start": None, "tags": dict(spec.tags), "status": BUILD, "fault": None,
-            "created_at": datetime.now(UTC).isoformat(), "flavor": asdict(spec.flavor), "image": spec.image,
-            "network": spec.network, "ports": list(spec.ports), "key_name": spec.key_name, "host_key": None,
+            "id": server_id,
+            "name": spec.name,
+            "ip": ip,
+            "port": self.config.ssh_port,
+            "pid": None,
+            "pid_start": None,
+            "tags": dict(spec.tags),
+            "status": BUILD,
+            "fault": None,
+            "created_at": datetime.now(UTC).isoformat(),
+            "flavor": asdict(spec.flavor),
+            "image": spec.image,
+            "network": spec.network,
+            "ports": list(spec.ports),
+            "key_name": spec.key_name,
+            "host_key": None,
         }
 
     def _launch(self, server_dir: ServerDir, listen_fd: int, server_id: str, ip: str) -> int:
@@ -163,16 +189,31 @@ class LocalCloud(CloudDriver):
         env = {name: os.environ[name] for name in procs.PASSED_ENV if name in os.environ}
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
         env.update({"PYTHONPATH": _PACKAGE_ROOT, procs.NODE_ID_ENV: server_id, procs.NODE_IP_ENV: ip})
-        argv = [sys.executable, "-P", "-m", "dodas_tasks.clouds.local.nodeserver",
-                "--server-dir", str(server_dir.root), "--listen-fd", str(listen_fd),
-                "--boot-delay", str(self.config.boot_delay)]
+        argv = [
+            sys.executable,
+            "-P",
+            "-m",
+            "dodas_tasks.clouds.local.nodeserver",
+            "--server-dir",
+            str(server_dir.root),
+            "--listen-fd",
+            str(listen_fd),
+            "--boot-delay",
+            str(self.config.boot_delay),
+        ]
         if self._random.random() < self.config.boot_failure_rate:
             argv.append("--fail-boot")
         with open(server_dir.log_file, "ab") as log:
             try:
                 launcher = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env,
-                    cwd=server_dir.home, pass_fds=(listen_fd,), start_new_session=True,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    cwd=server_dir.home,
+                    pass_fds=(listen_fd,),
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise CloudError(f"cannot start the node server: {exc}", retryable=True) from None
@@ -270,9 +311,15 @@ class LocalCloud(CloudDriver):
                 fault = f"node server (pid {pid}) is gone: killed or crashed; {self._log_tail(server_dir)}"
         ip = state["ip"]
         return Server(
-            id=state["id"], name=state["name"], status=status, private_ip=ip,
-            public_ip=ip if state.get("network") == "PUBLIC" else None, tags=dict(state["tags"]),
-            ssh_port=state["port"], fault=fault, host_key=state.get("host_key"),
+            id=state["id"],
+            name=state["name"],
+            status=status,
+            private_ip=ip,
+            public_ip=ip if state.get("network") == "PUBLIC" else None,
+            tags=dict(state["tags"]),
+            ssh_port=state["port"],
+            fault=fault,
+            host_key=state.get("host_key"),
         )
 
     @staticmethod

@@ -28,8 +28,12 @@ _REAP_DELAY_S = 1.0  # an orphan zombie waits this long; asyncio's own children 
 def command_env(node_id: str, node_ip: str, home: Path, client_env: dict[str, str]) -> dict[str, str]:
     """Environment of a command: a clean base, what the client sent, and the node identity (forced)."""
     env = {name: os.environ[name] for name in procs.PASSED_ENV if name in os.environ}
-    env.update(HOME=str(home), TMPDIR=str(home / "tmp"), SHELL="/bin/sh", USER="root" if os.getuid() == 0
-               else os.environ.get("USER", "dodas"))
+    env.update(
+        HOME=str(home),
+        TMPDIR=str(home / "tmp"),
+        SHELL="/bin/sh",
+        USER="root" if os.getuid() == 0 else os.environ.get("USER", "dodas"),
+    )
     env["LOGNAME"] = env["USER"]
     env.update(client_env)
     env.update({procs.NODE_ID_ENV: node_id, procs.NODE_IP_ENV: node_ip})
@@ -96,8 +100,9 @@ class NodeServer:
             return
         env = command_env(self.node_id, self.node_ip, self.dir.home, {})
         with open(self.dir.logs / "user-data.log", "ab") as out:
-            proc = await self.spawn(["/bin/sh", str(self.dir.user_data)], env,
-                                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+            proc = await self.spawn(
+                ["/bin/sh", str(self.dir.user_data)], env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
+            )
         returncode = await proc.wait()
         self.owned.discard(proc.pid)
         log.info("user-data exited with status %d", returncode)
@@ -189,8 +194,7 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
 
 def run(server_dir: ServerDir, listen_fd: int, boot_delay: float, fail_boot: bool) -> int:
     """Serve until SIGTERM, then kill every descendant; the exit code of the node server."""
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     state = server_dir.read_state()
     if state is None:
@@ -215,4 +219,3 @@ def run(server_dir: ServerDir, listen_fd: int, boot_delay: float, fail_boot: boo
         server_dir.update_state(status=ERROR, fault="node server stopped (SIGTERM)")
     log.info("stopped")
     return 0
-
