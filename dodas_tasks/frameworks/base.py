@@ -1,0 +1,142 @@
+"""What every framework (Spark, HTCondor, Mesos/Marathon) gives the deployer and the autoscaler.
+
+A framework only *produces* node scripts and *parses* what comes back; running a script on a node is the
+caller's job (SSH configurator, or a local shell in tests), passed in as a `Runner`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Node:
+    """One machine as a framework sees it; cpus and memory_mb come from the TOSCA host capability."""
+
+    name: str
+    ip: str
+    cpus: int = 1
+    memory_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The framework's nodes by role (e.g. master/worker); names are the deployment's node names."""
+
+    roles: Mapping[str, tuple[Node, ...]]
+
+    def nodes(self, role: str) -> tuple[Node, ...]:
+        """All nodes of a role; none if the role is absent."""
+        return tuple(self.roles.get(role, ()))
+
+    def single(self, role: str) -> Node:
+        """The one node of a role, or a clear error when there is none or several."""
+        nodes = self.nodes(role)
+        if len(nodes) != 1:
+            raise ValueError(f"the cluster needs exactly one {role!r} node, it has {len(nodes)}")
+        return nodes[0]
+
+    def name_of(self, ip: str) -> str:
+        """The node name behind an IP, or the IP itself for a node the cluster does not know."""
+        for nodes in self.roles.values():
+            for node in nodes:
+                if node.ip == ip:
+                    return node.name
+        return ip
+
+
+@dataclass(frozen=True)
+class Script:
+    """A shell script for one node: the environment it needs plus a POSIX-sh body (sent as exports + body)."""
+
+    name: str
+    env: Mapping[str, str]
+    body: str
+
+    def render(self) -> str:
+        """`export K='v'` lines then the body, as one text for `sh -s`."""
+        exports = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in self.env.items())
+        return exports + self.body
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    """What running a Script on a node gave back."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[[Node, Script], ScriptResult]
+"""Runs a script on a node and returns its result (SSH in production, a local shell in tests)."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """A framework's load, the same for every framework, so one autoscaler serves them all.
+
+    pending_demand: units of work wanted but not granted (Spark: cores; HTCondor: idle jobs' CPUs;
+      Marathon: instances' CPUs still to place). 0 means adding a node would not help.
+    waiting_apps: applications/jobs waiting for resources.
+    idle_nodes / busy_nodes: healthy worker nodes running nothing / something (candidates to remove are idle).
+    healthy_nodes: worker nodes the framework currently accepts work on; a provisioned worker missing here
+      is unhealthy (not registered, lost, or draining).
+    """
+
+    pending_demand: int = 0
+    waiting_apps: int = 0
+    idle_nodes: list[str] = field(default_factory=list)
+    busy_nodes: list[str] = field(default_factory=list)
+    healthy_nodes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A passed end-to-end check: a one-line summary and numbers worth recording (durations, results)."""
+
+    summary: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+class VerificationFailed(RuntimeError):
+    """The end-to-end check failed; the message says why (and where to look)."""
+
+
+class Framework(ABC):
+    """A cluster framework: scripts to install, configure and stop it per role, a check, outputs, its load."""
+
+    name: str
+    roles: tuple[str, ...]
+
+    @abstractmethod
+    def install_script(self, node: Node) -> Script:
+        """Makes the framework's software available on a node (idempotent)."""
+
+    @abstractmethod
+    def configure_script(self, role: str, node: Node, cluster: Cluster) -> Script:
+        """Configures and starts the role on the node; idempotent, waits until the role is ready."""
+
+    @abstractmethod
+    def stop_script(self, role: str, node: Node, cluster: Cluster, *, drain: bool = True) -> Script:
+        """Stops the role on the node (at undeploy or scale-in), draining work first when drain is set."""
+
+    @abstractmethod
+    def verify(self, cluster: Cluster, run: Runner) -> Verified:
+        """Runs a real job end to end; raises VerificationFailed saying why."""
+
+    @abstractmethod
+    def outputs(self, cluster: Cluster) -> dict[str, str]:
+        """Endpoints the user gets (URLs of masters, web UIs)."""
+
+    @abstractmethod
+    def load(self, cluster: Cluster) -> Load:
+        """The current load, read from the framework's own API."""
+
+    def check_role(self, role: str) -> None:
+        """A clear error for a role this framework does not have."""
+        if role not in self.roles:
+            raise ValueError(f"{self.name} has no role {role!r}; its roles are: {', '.join(self.roles)}")

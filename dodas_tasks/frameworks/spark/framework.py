@@ -1,0 +1,157 @@
+"""Spark standalone (master + workers, no Mesos): the framework deployed on the embedded local cloud."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from functools import cache
+from importlib import metadata, resources
+
+from dodas_tasks.frameworks.base import (
+    Cluster,
+    Framework,
+    Load,
+    Node,
+    Runner,
+    Script,
+    VerificationFailed,
+    Verified,
+)
+from dodas_tasks.frameworks.spark.state import read_load
+from dodas_tasks.runtime import spark_env
+
+_PI_LINE = re.compile(r"Pi is roughly (\d+\.\d+)")
+
+
+@cache
+def _script_text(name: str) -> str:
+    return resources.files(__package__).joinpath("scripts", name).read_text()
+
+
+def _body(name: str) -> str:
+    """A script body: the shared functions, then the named script."""
+    return _script_text("common.sh") + "\n" + _script_text(name)
+
+
+def worker_memory_mb(node: Node) -> int:
+    """Memory a worker offers: the node's memory minus 1 GiB for the OS and daemons (Spark's own rule),
+    but at least 512 MB (one default executor) and never more than the node has."""
+    return min(node.memory_mb, max(node.memory_mb - 1024, 512))
+
+
+def parse_pi(output: str) -> float:
+    """The value from SparkPi's "Pi is roughly 3.14..." line; VerificationFailed if absent or implausible."""
+    match = _PI_LINE.search(output)
+    if match is None:
+        raise VerificationFailed(f"SparkPi printed no 'Pi is roughly' line; it printed: {output.strip()[-300:]!r}")
+    pi = float(match.group(1))
+    if not 3.0 < pi < 3.3:
+        raise VerificationFailed(f"SparkPi computed pi = {pi}, outside (3.0, 3.3): the cluster computes wrongly")
+    return pi
+
+
+class SparkStandalone(Framework):
+    """Spark standalone: one master (role "master") and workers (role "worker") bound to their node IPs."""
+
+    name = "spark-standalone"
+    roles = ("master", "worker")
+
+    def __init__(
+        self,
+        *,
+        master_port: int = 7077,
+        master_webui_port: int = 8080,
+        worker_webui_port: int = 8081,
+        wait_seconds: int = 180,
+        drain_seconds: int = 60,
+        verify_executor_memory_mb: int = 512,
+        verify_partitions: int = 10,
+        runtime_env: Callable[[], Mapping[str, str]] = spark_env,
+    ) -> None:
+        self.master_port = master_port
+        self.master_webui_port = master_webui_port
+        self.worker_webui_port = worker_webui_port
+        self.wait_seconds = wait_seconds
+        self.drain_seconds = drain_seconds
+        self.verify_executor_memory_mb = verify_executor_memory_mb
+        self.verify_partitions = verify_partitions
+        self._runtime_env = runtime_env
+        self._runtime: dict[str, str] | None = None
+
+    def _env(self, node: Node, **extra: object) -> dict[str, str]:
+        if self._runtime is None:  # found once: finding Java runs `java -version`
+            self._runtime = dict(self._runtime_env())
+        env = dict(self._runtime)
+        env.update(NODE_IP=node.ip, DODAS_WAIT_SECONDS=str(self.wait_seconds))
+        env.update({key: str(value) for key, value in extra.items()})
+        return env
+
+    def _master_env(self, cluster: Cluster) -> dict[str, object]:
+        return {
+            "SPARK_MASTER_IP": cluster.single("master").ip,
+            "SPARK_MASTER_PORT": self.master_port,
+            "SPARK_MASTER_WEBUI_PORT": self.master_webui_port,
+        }
+
+    def install_script(self, node: Node) -> Script:
+        """Checks Java and Spark on the node: on the local cloud they come from the shared venv."""
+        env = self._env(node, SPARK_VERSION=metadata.version("pyspark"))
+        return Script("spark-install-check", env, _body("install.sh"))
+
+    def configure_script(self, role: str, node: Node, cluster: Cluster) -> Script:
+        """Starts the master, or a worker with the node's cores and memory pointed at the cluster's master."""
+        self.check_role(role)
+        if role == "master":
+            env = self._env(node, SPARK_MASTER_PORT=self.master_port, SPARK_MASTER_WEBUI_PORT=self.master_webui_port)
+            return Script("spark-master", env, _body("master.sh"))
+        env = self._env(
+            node,
+            **self._master_env(cluster),
+            SPARK_WORKER_CORES=max(node.cpus, 1),
+            SPARK_WORKER_MEMORY_MB=worker_memory_mb(node),
+            SPARK_WORKER_WEBUI_PORT=self.worker_webui_port,
+        )
+        return Script("spark-worker", env, _body("worker.sh"))
+
+    def stop_script(self, role: str, node: Node, cluster: Cluster, *, drain: bool = True) -> Script:
+        """Stops the role; a worker is decommissioned first (SIGPWR) and given drain_seconds to finish."""
+        self.check_role(role)
+        extra: dict[str, object] = {"SPARK_ROLE": role, "SPARK_DRAIN_SECONDS": self.drain_seconds if drain else 0}
+        if role == "worker":
+            extra.update(self._master_env(cluster))
+        return Script(f"spark-stop-{role}", self._env(node, **extra), _body("stop.sh"))
+
+    def verify_script(self, cluster: Cluster) -> Script:
+        """SparkPi submitted from the master node to the master."""
+        master = cluster.single("master")
+        env = self._env(
+            master,
+            **self._master_env(cluster),
+            SPARK_VERIFY_EXECUTOR_MEMORY_MB=self.verify_executor_memory_mb,
+            SPARK_VERIFY_PARTITIONS=self.verify_partitions,
+        )
+        return Script("spark-verify", env, _body("verify.sh"))
+
+    def verify(self, cluster: Cluster, run: Runner) -> Verified:
+        """Runs SparkPi on the cluster; its pi must be within (3.0, 3.3)."""
+        started = time.monotonic()
+        result = run(cluster.single("master"), self.verify_script(cluster))
+        seconds = time.monotonic() - started
+        if result.exit_status != 0:
+            reason = result.stderr.strip()[-800:] or f"exit status {result.exit_status}"
+            raise VerificationFailed(f"SparkPi failed on the master node: {reason}")
+        pi = parse_pi(result.stdout)
+        return Verified(f"SparkPi: pi is roughly {pi} ({seconds:.1f} s)", {"pi": pi, "seconds": seconds})
+
+    def outputs(self, cluster: Cluster) -> dict[str, str]:
+        """The master URL for spark-submit and the master's web UI."""
+        ip = cluster.single("master").ip
+        return {
+            "spark_master_url": f"spark://{ip}:{self.master_port}",
+            "spark_webui_url": f"http://{ip}:{self.master_webui_port}",
+        }
+
+    def load(self, cluster: Cluster) -> Load:
+        """Workers idle/busy/healthy and cores still wanted, read from the master's web UI."""
+        return read_load(cluster.single("master").ip, self.master_webui_port, cluster.name_of)

@@ -1,0 +1,10 @@
+# Starts the Spark standalone master on NODE_IP (idempotent) and waits until its web UI reports it ALIVE.
+# Needs: SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT.
+spark_dirs
+master_ready() {
+    spark_probe master "http://$NODE_IP:$SPARK_MASTER_WEBUI_PORT/json/"
+}
+ensure_daemon master "$MASTER_CLASS" "ALIVE master at http://$NODE_IP:$SPARK_MASTER_WEBUI_PORT/json/" \
+    master_ready \
+    --host "$NODE_IP" --port "$SPARK_MASTER_PORT" --webui-port "$SPARK_MASTER_WEBUI_PORT"
+echo "spark master ready: spark://$NODE_IP:$SPARK_MASTER_PORT (pid $(cat "$SPARK_PID_DIR/master.pid"))"
