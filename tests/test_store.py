@@ -161,6 +161,19 @@ def test_secrets_are_encrypted_at_rest(store: Store, db_file: Path) -> None:
     assert store.deployment_secret_inputs(deployment_id) == {"admin_password": PASSWORD, "token": "tok-987654"}
 
 
+def test_modify_sees_nested_changes_and_rejects_non_json(store: Store) -> None:
+    deployment_id = new_deployment(store, options={"limits": {"cpu": 1}})
+
+    def bump_cpu(current):
+        current.options["limits"]["cpu"] += 1  # mutating the snapshot in place must still be written
+        return {"options": current.options}
+
+    store.modify_deployment(deployment_id, bump_cpu)
+    assert store.get_deployment(deployment_id).options == {"limits": {"cpu": 2}}
+    with pytest.raises(ValueError, match="options must be JSON-serialisable"):
+        store.update_deployment(deployment_id, options={"when": object()})
+
+
 def test_unknown_ids_and_fields_are_refused_clearly(store: Store) -> None:
     with pytest.raises(DeploymentNotFoundError, match="no deployment with id 'nope'"):
         store.get_deployment("nope")

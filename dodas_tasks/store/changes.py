@@ -19,6 +19,9 @@ DEPLOYMENT_FIELDS = frozenset(
         "ssh_private_key", "ssh_public_key", "known_hosts",
     }
 )  # fmt: skip
+JSON_FIELDS = frozenset(
+    {"owner_groups", "plan", "desired_counts", "removal_list", "outputs", "clouds", "options", "known_hosts"}
+)
 NODE_FIELDS = frozenset(
     {"cloud", "cloud_id", "private_ip", "public_ip", "state", "state_reason", "last_healthy_at", "unhealthy_since"}
 )
@@ -39,6 +42,7 @@ def check_field_names(given: Iterable[str], allowed: frozenset[str], what: str) 
 
 def encrypt_inputs(inputs: Mapping[str, Any], secret_names: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
     """Inputs as stored: values of the secret ones replaced by Fernet tokens (of their JSON, to keep the type)."""
+    inputs = json_copy(dict(inputs), "inputs")
     secret = sorted(set(secret_names) & set(inputs))
     stored = {name: (crypto.encrypt(json.dumps(value)) if name in secret else value) for name, value in inputs.items()}
     return stored, secret
@@ -69,7 +73,7 @@ def apply_deployment_changes(row: Deployment, changes: Mapping[str, Any]) -> lis
                 raise ValueError("ssh_private_key cannot be removed, only replaced")
             setattr(row, secret_field, None if clear is None else crypto.encrypt(clear))
     for name, value in values.items():
-        setattr(row, name, value)
+        setattr(row, name, json_copy(value, f"deployment field {name}") if name in JSON_FIELDS else value)
     row.updated_at = utcnow()
     return events
 
@@ -118,6 +122,14 @@ def _event(deployment_id: str, kind: str, message: str, node_id: str | None = No
 def _transition(old: str | None, new: str, reason: str | None) -> str:
     text = f"{old or '(new)'} → {new}"
     return f"{text}: {reason}" if reason else text
+
+
+def json_copy(value: Any, what: str) -> Any:
+    """A deep copy through JSON: proves the value can be stored and detaches it from the caller's object."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} must be JSON-serialisable: {error}") from None
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:

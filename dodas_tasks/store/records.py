@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,10 @@ REDACTED = "******"  # shown in place of a secret input's value
 
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+# Records deep-copy JSON values: a caller mutating a nested value must not silently change the ORM row's
+# loaded state (that would make the store see "no change" and skip the write).
 
 
 class _Serialisable:
@@ -52,27 +57,27 @@ class DeploymentRecord(_Serialisable):
     @classmethod
     def from_row(cls, row: Deployment) -> DeploymentRecord:
         secret = set(row.secret_inputs or [])
-        inputs = {name: (REDACTED if name in secret else value) for name, value in (row.inputs or {}).items()}
+        inputs = {name: (REDACTED if name in secret else deepcopy(value)) for name, value in (row.inputs or {}).items()}
         return cls(
             id=row.id,
             owner_subject=row.owner_subject,
             owner_issuer=row.owner_issuer,
-            owner_groups=list(row.owner_groups or []),
+            owner_groups=deepcopy(row.owner_groups or []),
             template=row.template,
             inputs=inputs,
             secret_inputs=sorted(secret),
-            plan=dict(row.plan or {}),
+            plan=deepcopy(row.plan or {}),
             status=row.status,
             status_reason=row.status_reason,
-            desired_counts=dict(row.desired_counts or {}),
-            removal_list=list(row.removal_list or []),
-            outputs=dict(row.outputs or {}),
+            desired_counts=deepcopy(row.desired_counts or {}),
+            removal_list=deepcopy(row.removal_list or []),
+            outputs=deepcopy(row.outputs or {}),
             cloud=row.cloud,
-            clouds=list(row.clouds or []),
-            options=dict(row.options or {}),
+            clouds=deepcopy(row.clouds or []),
+            options=deepcopy(row.options or {}),
             has_refresh_token=row.refresh_token is not None,
             ssh_public_key=row.ssh_public_key,
-            known_hosts=dict(row.known_hosts or {}),
+            known_hosts=deepcopy(row.known_hosts or {}),
             created_at=row.created_at,
             updated_at=row.updated_at,
             version=row.version,

@@ -107,7 +107,7 @@ class Store:
             template=template,
             inputs=stored_inputs,
             secret_inputs=secret_names,
-            plan=_json_copy(plan, "plan"),
+            plan=field_changes.json_copy(dict(plan), "plan"),
             status=parse_status(status).value,
             status_reason=status_reason,
             desired_counts=field_changes.check_desired_counts(desired_counts or {}),
@@ -115,7 +115,7 @@ class Store:
             outputs={},
             cloud=cloud,
             clouds=list(clouds) if clouds is not None else [cloud],
-            options=_json_copy(options or {}, "options"),
+            options=field_changes.json_copy(dict(options or {}), "options"),
             refresh_token=crypto.encrypt(refresh_token) if refresh_token is not None else None,
             ssh_private_key=crypto.encrypt(ssh_private_key),
             ssh_public_key=ssh_public_key,
@@ -352,11 +352,3 @@ def _new_node(deployment_id: str, group: str, index: int) -> Node:
         created_at=now,
         updated_at=now,
     )
-
-
-def _json_copy(value: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """A deep copy through JSON, which also proves the value can be stored."""
-    try:
-        return json.loads(json.dumps(dict(value)))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{what} must be JSON-serialisable: {error}") from None
