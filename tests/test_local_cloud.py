@@ -24,7 +24,7 @@ from dodas_tasks.clouds import (
     get_driver,
 )
 from dodas_tasks.clouds.local import LocalCloud
-from dodas_tasks.clouds.local.procs import is_running, processes_with_node_id
+from dodas_tasks.clouds.local.procs import is_running, processes_with_node_id, zombie_children
 from tests._localcloud_fixtures import (  # noqa: F401 - *_fixture are pytest fixtures
     cloud_fixture,
     cloud_home_fixture,
@@ -172,6 +172,17 @@ def test_delete_kills_everything_the_node_started(cloud, key_pair):
     assert not server_dir.exists()
     assert cloud.get_server(server.id) is None
     cloud.delete_server(server.id)  # idempotent
+
+
+def test_the_node_reaps_orphans_without_stealing_exit_statuses(cloud, key_pair):
+    server = wait_status(cloud, cloud.create_server(spec("node", "test-key", key_pair.public)).id, ACTIVE)
+    node_pid = cloud.layout.server(server.id).read_state()["pid"]
+    orphans = "for i in 1 2 3 4 5; do (sleep 0.2 </dev/null >/dev/null 2>&1 &); done"
+    assert ssh_run(server, key_pair.private, orphans)[0] == 0
+    poll(lambda: not _sleeps_of(server.id) and not zombie_children(node_pid), "the orphans to exit and be reaped")
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda n: ssh_run(server, key_pair.private, f"exit {n}")[0], range(8)))
+    assert statuses == list(range(8))
 
 
 def test_a_sigkilled_node_reports_error_and_delete_still_cleans_its_orphans(cloud, key_pair):
