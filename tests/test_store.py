@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.resource_tracker
 import os
 import sqlite3
 import stat
@@ -76,6 +77,10 @@ def spawn_processes() -> Iterator[Callable[..., list[multiprocessing.process.Bas
         if process.is_alive():
             process.kill()
         process.join()
+    # spawn also started multiprocessing's resource-tracker helper; stop it too (it restarts on demand).
+    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
+    if tracker is not None and hasattr(tracker, "_stop"):
+        tracker._stop()
 
 
 def join_all(processes: list[multiprocessing.process.BaseProcess]) -> list[int | None]:
