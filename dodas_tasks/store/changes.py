@@ -23,8 +23,11 @@ JSON_FIELDS = frozenset(
     {"owner_groups", "plan", "desired_counts", "removal_list", "outputs", "clouds", "options", "known_hosts"}
 )
 NODE_FIELDS = frozenset(
-    {"cloud", "cloud_id", "private_ip", "public_ip", "state", "state_reason", "last_healthy_at", "unhealthy_since"}
-)
+    {
+        "cloud", "cloud_id", "private_ip", "public_ip", "ssh_port", "applied", "state", "state_reason",
+        "last_healthy_at", "unhealthy_since",
+    }
+)  # fmt: skip
 
 
 def node_name(deployment_id: str, group: str, index: int) -> str:

@@ -97,6 +97,8 @@ class NodeRecord(_Serialisable):
     name: str
     private_ip: str | None
     public_ip: str | None
+    ssh_port: int | None
+    applied: dict[str, str]
     state: str
     state_reason: str | None
     last_healthy_at: datetime | None
@@ -107,7 +109,9 @@ class NodeRecord(_Serialisable):
 
     @classmethod
     def from_row(cls, row: Node) -> NodeRecord:
-        return cls(**{field.name: getattr(row, field.name) for field in dataclasses.fields(cls)})
+        values = {field.name: getattr(row, field.name) for field in dataclasses.fields(cls)}
+        values["applied"] = dict(values["applied"] or {})
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -349,6 +349,7 @@ def _new_node(deployment_id: str, group: str, index: int) -> Node:
         index=index,
         name=field_changes.node_name(deployment_id, group, index),
         state=NodeState.INITIAL.value,
+        applied={},
         created_at=now,
         updated_at=now,
     )
