@@ -168,12 +168,12 @@ class AirflowStack:
             )
         except subprocess.TimeoutExpired as exc:
             raise StackError(f"`airflow {' '.join(args)}` did not finish within {timeout:.0f} s") from exc
-        with log_path.open("a") as log:
-            log.write(f"$ airflow {' '.join(args)}  (exit {done.returncode})\n{done.stdout}{done.stderr}\n")
+        with log_path.open("a") as log:  # stderr only: stdout of some commands (config, connections) has secrets
+            log.write(f"$ airflow {' '.join(args)}  (exit {done.returncode})\n{done.stderr}\n")
         if done.returncode != 0:
             raise StackError(
-                f"`airflow {' '.join(args)}` failed with exit code {done.returncode}; output in {log_path}:\n"
-                + _tail(done.stderr or done.stdout)
+                f"`airflow {' '.join(args)}` failed with exit code {done.returncode}; stderr in {log_path}:\n"
+                + _tail(done.stderr)
             )
         return done.stdout
 
