@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,6 +115,160 @@ def summary(plan: Plan) -> str:
     if secret:
         lines.append(f"secret inputs (stored encrypted, never shown): {', '.join(secret)}")
     return "\n".join(lines)
+
+
+# -- deployments (through the running Airflow) ------------------------------------------------------------------
+
+
+def _stack() -> Any:
+    from dodas_tasks import demo
+
+    s = demo.stack()
+    if not s.is_running():
+        _fail(f"Airflow is not running in {s.airflow_home}; start it with `dodas demo` (it stays up)")
+    return s
+
+
+@app.command()
+def submit(
+    template: Annotated[str, typer.Argument(help="A file, or the name of a ready template in templates/.")],
+    input: InputOpt = None,
+    inputs_file: InputsFileOpt = None,
+    cloud: Annotated[str, typer.Option(help="Cloud to deploy on.")] = "local",
+    wait: Annotated[bool, typer.Option(help="Follow the deployment until it completes or fails.")] = True,
+) -> None:
+    """Submit a template through the dodas_submit DAG; print the deployment id (and progress with --wait)."""
+    from dodas_tasks import demo
+    from dodas_tasks.airflow_stack import StackError
+
+    s = _stack()
+    path = Path(template)
+    inputs = read_inputs(input, inputs_file) or {}
+    conf: dict[str, Any] = {"inputs": inputs, "cloud": cloud}
+    if path.is_file():
+        conf["template_text"] = path.read_text()
+    else:
+        conf["template"] = template
+    try:
+        deployment_id = demo.submit(s, conf, typer.echo)
+    except StackError as exc:
+        _fail(str(exc))
+    typer.echo(deployment_id)
+    if wait:
+        status = demo.watch(deployment_id, typer.echo)
+        typer.echo(status)
+        if status.endswith("FAILED"):
+            raise typer.Exit(1)
+
+
+@app.command("list")
+def list_command(all_: Annotated[bool, typer.Option("--all", help="Include deleted deployments.")] = False) -> None:
+    """List deployments: id, status, cloud, groups."""
+    from dodas_tasks import demo
+    from dodas_tasks.store import Store
+
+    demo.stack()
+    with Store() as store:
+        for dep in store.list_deployments(live_only=not all_):
+            groups = ", ".join(f"{g}×{n}" for g, n in dep.desired_counts.items())
+            typer.echo(f"{dep.id}  {dep.status:<19} {dep.cloud:<6} {groups}")
+
+
+@app.command()
+def status(deployment_id: str, events: Annotated[int, typer.Option(help="How many recent events.")] = 15) -> None:
+    """Show a deployment: status, nodes and their states, outputs, last events."""
+    from dodas_tasks import demo
+    from dodas_tasks.store import DeploymentNotFoundError, Store
+
+    demo.stack()
+    with Store() as store:
+        try:
+            dep = store.get_deployment(deployment_id)
+        except DeploymentNotFoundError:
+            _fail(f"no deployment {deployment_id}; `dodas list` shows them")
+        typer.echo(f"deployment {dep.id}: {dep.status}{' — ' + dep.status_reason if dep.status_reason else ''}")
+        typer.echo(f"cloud {dep.cloud}, owner {dep.owner_subject}, created {dep.created_at:%Y-%m-%d %H:%M:%S}")
+        typer.echo("nodes:")
+        for node in store.list_nodes(deployment_id):
+            reason = f" ({node.state_reason})" if node.state_reason else ""
+            typer.echo(f"  {node.name:<40} {node.state:<11} {node.private_ip or '-':<15}{reason}")
+        if dep.outputs:
+            typer.echo("outputs:")
+            for key, value in dep.outputs.items():
+                if not key.startswith("_"):
+                    typer.echo(f"  {key}: {value}")
+        typer.echo("events:")
+        for event in store.list_events(deployment_id, limit=events):
+            typer.echo(f"  {event.time:%H:%M:%S} {event.kind:<10} {event.message}")
+
+
+@app.command()
+def undeploy(deployment_id: str, wait: Annotated[bool, typer.Option(help="Wait until deleted.")] = True) -> None:
+    """Delete every resource of a deployment (through the dodas_undeploy DAG)."""
+    from dodas_tasks import demo
+
+    s = _stack()
+    if demo.undeploy(s, deployment_id) != "success":
+        _fail(f"undeploy of {deployment_id} was refused; see the dodas_undeploy run in the Airflow UI")
+    if wait:
+        final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"})
+        typer.echo(final)
+        if final != "DELETE_COMPLETE":
+            raise typer.Exit(1)
+
+
+@app.command()
+def scale(deployment_id: str, group: str, count: int) -> None:
+    """Set the number of VMs of a compute group (through the dodas_scale DAG)."""
+    from dodas_tasks import demo
+
+    s = _stack()
+    if demo.scale(s, deployment_id, group, count) != "success":
+        _fail(f"scale request for {deployment_id} was refused; see the dodas_scale run in the Airflow UI")
+    typer.echo(demo.watch(deployment_id, typer.echo, until={"UPDATE_COMPLETE", "UPDATE_FAILED"}))
+
+
+@app.command("demo")
+def demo_command(
+    once: Annotated[bool, typer.Option("--once", help="Undeploy at the end, stop what was started, exit.")] = False,
+    workers: Annotated[int, typer.Option(help="Number of Spark workers.")] = 2,
+) -> None:
+    """Start Airflow if needed, deploy the local Spark template (1 master + N workers), verify it with SparkPi."""
+    from dodas_tasks import demo
+    from dodas_tasks.airflow_stack import StackError
+
+    started_at = time.monotonic()
+    s = demo.stack()
+    started = False
+    ok = False
+    try:
+        started = demo.ensure_running(s, typer.echo)
+        typer.echo(f"submitting templates/spark_local.yaml with {workers} worker(s) ...")
+        conf = {"template": "spark_local.yaml", "inputs": {"number_of_workers": workers}, "cloud": "local"}
+        deployment_id = demo.submit(s, conf, typer.echo)
+        status_word = demo.watch(deployment_id, typer.echo)
+        typer.echo(f"deployment {deployment_id}: {status_word} after {time.monotonic() - started_at:.0f} s")
+        status(deployment_id, events=0)
+        user, password = s.admin_credentials()
+        typer.echo(f"Airflow UI: {s.ui_url()}  (login {user} / {password})")
+        ok = status_word == "CREATE_COMPLETE"
+        if once:
+            typer.echo("undeploying ...")
+            final = "DELETE_FAILED"
+            if demo.undeploy(s, deployment_id) == "success":
+                final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"})
+            typer.echo(final)
+            ok = ok and final == "DELETE_COMPLETE"
+        else:
+            typer.echo(f"the cluster stays up: `dodas status {deployment_id}`, `dodas undeploy {deployment_id}`")
+    except StackError as exc:
+        typer.echo(str(exc), err=True)
+    finally:
+        if once and started:
+            s.stop()
+            typer.echo("Airflow stopped")
+    if not ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

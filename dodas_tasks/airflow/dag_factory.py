@@ -1,0 +1,107 @@
+"""One Airflow DAG per live deployment, its shape read from the stored Plan (never from the template).
+
+Parsing reads the store only: no tosca-parser, no cloud call. On a worker, only the DAG being run is built.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, get_parsing_context
+
+from dodas_tasks.airflow.operators import (
+    BeginOperator,
+    ComponentOperator,
+    FinalizeOperator,
+    ProvisionGroupOperator,
+    VerifyOperator,
+)
+from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.store import DeploymentRecord, Store
+from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+_ORDERING = {"HostedOn", "DependsOn", "ConnectsTo"}
+
+
+def build_deployment_dag(dep: DeploymentRecord) -> DAG:
+    """begin → provision.<group> (all groups at once) → configure/deploy.<component> (plan edges) → verify → finalize"""
+    plan = Plan.from_dict(dep.plan)
+    with DAG(
+        dag_id=dag_id(dep.id),
+        schedule="@once",  # the first run starts by itself; later runs (scale, heal, undeploy) are triggered
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,  # changes to one deployment queue up instead of racing
+        is_paused_upon_creation=False,
+        tags=["dodas", "deployment", dep.cloud],
+        doc_md=doc_md(dep, plan),
+        default_args={"retries": 0},
+    ) as dag:
+        common: dict[str, Any] = {"deployment_id": dep.id}
+        begin = BeginOperator(task_id="begin", **common)
+        provision = {
+            g.name: ProvisionGroupOperator(
+                task_id=f"provision.{g.name}", group=g.name, retries=2, retry_delay=timedelta(seconds=5), **common
+            )
+            for g in plan.groups
+        }
+        begin >> list(provision.values())
+        stages = {
+            c.name: ComponentOperator(task_id=f"{c.stage}.{c.name}", component=c.name, **common)
+            for c in plan.components
+            if c.stage in (CONFIGURE, DEPLOY)
+        }
+        for comp in plan.components:
+            task = stages.get(comp.name)
+            if task is None:
+                continue
+            if comp.host_group in provision:
+                provision[comp.host_group] >> task
+            for edge in plan.edges:
+                if edge.source == comp.name and edge.kind in _ORDERING:
+                    upstream = stages.get(edge.target) or provision.get(edge.target)
+                    if upstream is not None:
+                        upstream >> task
+            if not task.upstream_list:
+                begin >> task
+        verify = VerifyOperator(task_id="verify", **common)
+        leaves = [t for t in stages.values() if not t.downstream_list] or list(provision.values()) or [begin]
+        leaves >> verify
+        verify >> FinalizeOperator(task_id="finalize", **common)
+    return dag
+
+
+def doc_md(dep: DeploymentRecord, plan: Plan) -> str:
+    """What the UI shows on the DAG page: status, inputs (secrets hidden), outputs, the template."""
+    inputs = "\n".join(f"| {k} | `{v}` |" for k, v in sorted(dep.inputs.items()) if "." not in k) or "| - | - |"
+    outputs = "\n".join(f"| {k} | `{v}` |" for k, v in sorted(dep.outputs.items()) if not k.startswith("_"))
+    groups = ", ".join(f"{g.name} ×{dep.desired_counts.get(g.name, g.count)}" for g in plan.groups)
+    return (
+        f"### DODAS deployment `{dep.id}`\n\n"
+        f"**Status:** {dep.status}{' — ' + dep.status_reason if dep.status_reason else ''}  \n"
+        f"**Cloud:** {dep.cloud} · **Owner:** {dep.owner_subject} · **Groups:** {groups}\n\n"
+        f"{plan.description}\n\n"
+        f"#### Inputs\n| name | value |\n|---|---|\n{inputs}\n\n"
+        f"#### Outputs\n| name | value |\n|---|---|\n{outputs or '| - | - |'}\n\n"
+        f"#### Template\n```yaml\n{dep.template}\n```\n"
+    )
+
+
+def deployment_dags(store: Store | None = None) -> dict[str, DAG]:
+    """DAGs for every deployment not yet fully deleted; only the requested one when a worker parses."""
+    wanted = get_parsing_context().dag_id
+    own = store is None
+    store = store or Store()
+    try:
+        dags = {}
+        for dep in store.list_deployments(live_only=True):
+            name = dag_id(dep.id)
+            if wanted and wanted != name:
+                continue
+            dags[name] = build_deployment_dag(dep)
+        return dags
+    finally:
+        if own:
+            store.close()

@@ -1,0 +1,183 @@
+"""Thin operators over the deploy library: one per stage of a deployment DAG run.
+
+Every run reconciles: provision makes the cloud match the desired counts (deletes too), configure/deploy install
+only what is missing, finalize sets the orchestrator status from what this run recorded in the store.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
+
+from dodas_tasks.store import DeploymentStatus, Store
+
+DELETING = {DeploymentStatus.DELETE_IN_PROGRESS}
+
+
+def _mask(store: Store, deployment_id: str) -> None:
+    """Register the deployment's secrets with Airflow's masker before anything can log them."""
+    from airflow.sdk.log import mask_secret
+
+    for value in store.deployment_secret_inputs(deployment_id).values():
+        if value:
+            mask_secret(str(value))
+
+
+def records_failure(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Write a task's last failure into the deployment's events so finalize can name the task and node.
+
+    A try that will be retried is not recorded: a retry that succeeds must not fail the run.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: DeploymentOperator, context: Context, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, context, *args, **kwargs)
+        except (AirflowSkipException, TaskDeferred):
+            raise
+        except Exception as exc:
+            from dodas_tasks.deploy.finalize import record_failure
+
+            final = isinstance(exc, AirflowFailException) or context["ti"].try_number > (self.retries or 0)
+            if final:
+                with Store() as store:
+                    record_failure(store, self.deployment_id, self.task_id, exc)
+            raise
+
+    return wrapper
+
+
+class DeploymentOperator(BaseOperator):
+    """Base: knows its deployment; logs go to the task log through `self.log`."""
+
+    template_fields = ()
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployment_id = deployment_id
+
+    def _store(self) -> Store:
+        store = Store()
+        _mask(store, self.deployment_id)
+        return store
+
+    def _deleting(self, store: Store) -> bool:
+        return store.get_deployment(self.deployment_id).status in DELETING
+
+
+class BeginOperator(DeploymentOperator):
+    """Marks the run IN_PROGRESS and returns the event id from which finalize looks for failures."""
+
+    @records_failure
+    def execute(self, context: Context) -> int:
+        with self._store() as store:
+            dep = store.get_deployment(self.deployment_id)
+            if dep.status == DeploymentStatus.DELETE_COMPLETE:
+                raise AirflowFailException(f"deployment {self.deployment_id} is already deleted")
+            if dep.status not in DELETING:
+                first = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
+                status = DeploymentStatus.CREATE_IN_PROGRESS if first else DeploymentStatus.UPDATE_IN_PROGRESS
+                store.set_status(self.deployment_id, status, f"run {context['run_id']}")
+            events = store.list_events(self.deployment_id, limit=1)
+            return events[-1].id if events else 0
+
+
+class ProvisionGroupOperator(DeploymentOperator):
+    """Creates/deletes the VMs of one compute group, then defers until the cloud has booted them."""
+
+    ui_color = "#fdf2e8"
+
+    def __init__(self, *, group: str, boot_timeout: timedelta = timedelta(minutes=15), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.boot_timeout = boot_timeout
+
+    def _provisioner(self, store: Store) -> Any:
+        from dodas_tasks.deploy.provision import GroupProvisioner
+
+        return GroupProvisioner(store, self.deployment_id, self.group, log=self.log.info)
+
+    @records_failure
+    def execute(self, context: Context) -> list[str]:
+        from dodas_tasks.airflow.triggers import ServersReadyTrigger
+
+        with self._store() as store:
+            progress = self._provisioner(store).start()
+        if progress.pending:
+            self.defer(
+                trigger=ServersReadyTrigger(self.deployment_id, self.group, progress.pending),
+                method_name="execute_complete",
+                timeout=self.boot_timeout,
+            )
+        return self.execute_complete(context, {"statuses": {}})
+
+    @records_failure
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
+        with self._store() as store:
+            provisioner = self._provisioner(store)
+            pending = list(event.get("statuses", {}))
+            provisioner.finish(pending)
+            ready = [n.name for n in store.list_nodes(self.deployment_id, self.group)]
+        self.log.info("%s: %d node(s) ready", self.group, len(ready))
+        return ready
+
+
+class ComponentOperator(DeploymentOperator):
+    """Installs and starts one TOSCA component (a framework role) on the VMs of its group that need it."""
+
+    ui_color = "#eefde8"
+
+    def __init__(self, *, component: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.component = component
+
+    @records_failure
+    def execute(self, context: Context) -> list[str]:
+        from dodas_tasks.deploy.components import Deployer
+
+        with self._store() as store:
+            if self._deleting(store):
+                raise AirflowSkipException("deployment is being deleted")
+            return Deployer(store, self.deployment_id, log=self.log.info).apply(self.component)
+
+
+class VerifyOperator(DeploymentOperator):
+    """Runs each framework's end-to-end check (SparkPi for Spark) against the live cluster."""
+
+    ui_color = "#f4e8fd"
+
+    @records_failure
+    def execute(self, context: Context) -> list[str]:
+        from dodas_tasks.deploy.components import Deployer
+
+        with self._store() as store:
+            if self._deleting(store):
+                raise AirflowSkipException("deployment is being deleted")
+            return [check.summary for check in Deployer(store, self.deployment_id, log=self.log.info).verify()]
+
+
+class FinalizeOperator(DeploymentOperator):
+    """Sets the orchestrator status from this run's outcome; publishes outputs or finishes a deletion."""
+
+    ui_color = "#eeeeee"
+
+    def __init__(self, *, begin_task_id: str = "begin", **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.begin_task_id = begin_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from dodas_tasks.deploy.finalize import finalize_run
+
+        since = context["ti"].xcom_pull(task_ids=self.begin_task_id) or 0
+        with self._store() as store:
+            outcome = finalize_run(store, self.deployment_id, since_event=int(since), log=self.log.info)
+        if outcome.failed:
+            raise AirflowFailException(outcome.reason)
+        return outcome.public()

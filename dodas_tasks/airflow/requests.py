@@ -1,0 +1,93 @@
+"""Task bodies of the user-facing DAGs (dodas_submit, dodas_undeploy, dodas_scale): params in, store requests out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
+
+from dodas_tasks.deploy import service
+from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.store import DeploymentNotFoundError, Store
+from dodas_tasks.tosca.errors import DodasTemplateError
+
+log = logging.getLogger(__name__)
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+API_CONN_ID = "dodas_api"  # an http connection to this Airflow's REST API, used to re-parse the DAG file now
+DAG_FILE_ANCHOR = "dodas_submit"  # a DAG defined in the same file as the deployment DAGs
+
+
+def template_choices() -> list[str]:
+    return sorted(p.name for p in TEMPLATES_DIR.glob("*.yaml"))
+
+
+def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
+    """Validate and register a submission; a bad template or input fails the task with the full report."""
+    text = (params.get("template_text") or "").strip()
+    source = "pasted template"
+    if not text:
+        name = params.get("template") or ""
+        if name not in template_choices():
+            raise AirflowFailException(f"template {name!r} is not in templates/: choose one of {template_choices()}")
+        text = (TEMPLATES_DIR / name).read_text()
+        source = f"templates/{name}"
+    inputs = params.get("inputs") or {}
+    if not isinstance(inputs, dict):
+        raise AirflowFailException('inputs must be a JSON object such as {"number_of_workers": 2}')
+    with Store() as store:
+        try:
+            deployment_id = service.submit(
+                store,
+                text,
+                inputs,
+                cloud=params.get("cloud") or "local",
+                owner=service.Owner(subject=user or "airflow-user", issuer="airflow"),
+                source=source,
+            )
+        except DodasTemplateError as exc:
+            log.error("%s", exc.report())
+            raise AirflowFailException(exc.report()) from None
+    log.info("registered deployment %s: its DAG is %s", deployment_id, dag_id(deployment_id))
+    return {"deployment_id": deployment_id, "dag_id": dag_id(deployment_id)}
+
+
+def publish(info: dict[str, str]) -> dict[str, str]:
+    """Make the new deployment DAG appear now (re-parse its file) instead of at the next periodic parse."""
+    try:
+        conn = BaseHook.get_connection(API_CONN_ID)
+    except Exception:
+        log.info("no %r connection: %s appears at the next periodic parse of the DAG folder", API_CONN_ID, info)
+        return info
+    import httpx
+
+    base = f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
+    token = httpx.post(f"{base}/auth/token", json={"username": conn.login, "password": conn.password}, timeout=10)
+    token.raise_for_status()
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    details = httpx.get(f"{base}/api/v2/dags/{DAG_FILE_ANCHOR}/details", headers=headers, timeout=10)
+    details.raise_for_status()
+    reparse = httpx.put(f"{base}/api/v2/parseDagFile/{details.json()['file_token']}", headers=headers, timeout=10)
+    reparse.raise_for_status()
+    log.info("asked the DAG processor to parse the deployment DAGs again: %s appears in a moment", info["dag_id"])
+    return info
+
+
+def undeploy(deployment_id: str) -> dict[str, str]:
+    with Store() as store:
+        try:
+            service.request_undeploy(store, deployment_id)
+        except (DeploymentNotFoundError, service.RequestRefused) as exc:
+            raise AirflowFailException(str(exc)) from None
+    return {"deployment_id": deployment_id, "dag_id": dag_id(deployment_id)}
+
+
+def scale(deployment_id: str, group: str, count: int, removal_list: list[str]) -> dict[str, str]:
+    with Store() as store:
+        try:
+            service.request_scale(store, deployment_id, group, count, removal_list, reason="requested by user")
+        except (DeploymentNotFoundError, service.RequestRefused) as exc:
+            raise AirflowFailException(str(exc)) from None
+    return {"deployment_id": deployment_id, "dag_id": dag_id(deployment_id)}

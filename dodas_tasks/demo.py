@@ -1,0 +1,101 @@
+"""`dodas demo` and the CLI's view of a running Airflow: start it if needed, submit, watch, undeploy."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dodas_tasks.airflow_stack import AirflowStack, StackError
+from dodas_tasks.store import DeploymentStatus, Store
+
+REPO = Path(__file__).resolve().parents[1]
+DONE = {
+    DeploymentStatus.CREATE_COMPLETE,
+    DeploymentStatus.CREATE_FAILED,
+    DeploymentStatus.UPDATE_COMPLETE,
+    DeploymentStatus.UPDATE_FAILED,
+    DeploymentStatus.DELETE_COMPLETE,
+    DeploymentStatus.DELETE_FAILED,
+}
+Echo = Callable[[str], None]
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or REPO / ".airflow").resolve()
+
+
+def stack() -> AirflowStack:
+    """The Airflow this CLI drives: AIRFLOW_HOME (default <repo>/.airflow), UI on 127.0.0.1:DODAS_AIRFLOW_PORT."""
+    home = airflow_home()
+    os.environ["AIRFLOW_HOME"] = str(home)  # the store lives under it: CLI and Airflow must agree
+    return AirflowStack(home, REPO / "dags", REPO / "plugins", port=int(os.environ.get("DODAS_AIRFLOW_PORT", "18080")))
+
+
+def ensure_running(s: AirflowStack, echo: Echo) -> bool:
+    """Start Airflow unless it runs; True when this call started it."""
+    if s.is_running():
+        return False
+    echo(f"starting Airflow in {s.airflow_home} (SQLite, LocalExecutor, local cloud) ...")
+    s.migrate()
+    s.start()
+    user, password = s.admin_credentials()
+    echo(f"Airflow UI: {s.ui_url()}  (login {user} / {password})")
+    return True
+
+
+def submit(s: AirflowStack, conf: dict[str, Any], echo: Echo) -> str:
+    """Through the dodas_submit DAG (conf: template or template_text, inputs, cloud), as a UI or REST user
+    would; returns the deployment id once its DAG exists."""
+    run_id = s.trigger_dag("dodas_submit", conf)
+    state = s.wait_for_run("dodas_submit", run_id, timeout=300)
+    if state != "success":
+        raise StackError(submit_error(s, run_id))
+    info = s.xcom("dodas_submit", run_id, "register")
+    echo(f"deployment {info['deployment_id']} registered (DAG {info['dag_id']})")
+    s.wait_for_dag(info["dag_id"], timeout=120, reparse_via="dodas_submit")
+    return str(info["deployment_id"])
+
+
+def submit_error(s: AirflowStack, run_id: str) -> str:
+    log_dir = s.logs_dir / "dag_id=dodas_submit" / f"run_id={run_id}" / "task_id=register"
+    lines: list[str] = []
+    for path in sorted(log_dir.glob("attempt=*.log")):
+        for raw in path.read_text().splitlines():
+            try:
+                event = json.loads(raw).get("event", "")
+            except ValueError:
+                continue
+            if "problem" in str(event) or "nothing was deployed" in str(event):
+                lines.append(str(event))
+    return "\n".join(lines) or f"dodas_submit run {run_id} failed; see {log_dir}"
+
+
+def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, timeout: float = 1800) -> str:
+    """Print the deployment's events as they happen until its status is one of `until`."""
+    deadline = time.monotonic() + timeout
+    last = 0
+    with Store() as store:
+        while True:
+            for event in store.list_events(deployment_id, limit=200, after_id=last):
+                echo(f"  {event.time:%H:%M:%S} {event.kind:<10} {event.message}")
+                last = event.id
+            status = store.get_deployment(deployment_id).status
+            if status in until:
+                return status
+            if time.monotonic() > deadline:
+                raise StackError(f"deployment {deployment_id} still {status} after {timeout:.0f} s")
+            time.sleep(0.5)
+
+
+def undeploy(s: AirflowStack, deployment_id: str) -> str:
+    run_id = s.trigger_dag("dodas_undeploy", {"deployment_id": deployment_id})
+    return s.wait_for_run("dodas_undeploy", run_id, timeout=120)
+
+
+def scale(s: AirflowStack, deployment_id: str, group: str, count: int) -> str:
+    run_id = s.trigger_dag("dodas_scale", {"deployment_id": deployment_id, "group": group, "count": count})
+    return s.wait_for_run("dodas_scale", run_id, timeout=120)

@@ -1,0 +1,1 @@
+"""The deployment reconciler: plain Python that the Airflow tasks call (submit, provision, configure, verify)."""

@@ -1,0 +1,191 @@
+"""Configure and deploy stages: each TOSCA component becomes a framework role run over SSH on its group's VMs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
+from dodas_tasks.deploy.refs import resolve_outputs
+from dodas_tasks.frameworks.base import Cluster, Framework, Node, Script, ScriptResult, Verified
+from dodas_tasks.store import NodeRecord, NodeState, Store
+from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
+
+Log = Callable[[str], None]
+_READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How a TOSCA component type is deployed: which framework, in which of its roles."""
+
+    framework: str
+    role: str
+
+
+# Component types this project can install today. Mesos/HTCondor/CMS/AMS arrive with their frameworks.
+BINDINGS: dict[str, Binding] = {
+    "tosca.nodes.indigo.dodas.SparkMaster": Binding("spark-standalone", "master"),
+    "tosca.nodes.indigo.dodas.SparkWorker": Binding("spark-standalone", "worker"),
+}
+
+
+def framework(name: str) -> Framework:
+    if name == "spark-standalone":
+        from dodas_tasks.frameworks.spark import SparkStandalone
+
+        return SparkStandalone()
+    raise KeyError(name)
+
+
+class ComponentNotDeployable(RuntimeError):
+    """The plan holds a component whose type has no deployer in this version."""
+
+
+def binding_of(component: Component) -> Binding:
+    for type_name in component.type_chain:
+        if type_name in BINDINGS:
+            return BINDINGS[type_name]
+    raise ComponentNotDeployable(
+        f"component {component.name!r} ({component.type}) has no deployer yet; deployable types: {sorted(BINDINGS)}"
+    )
+
+
+class Deployer:
+    """Runs the configure/deploy/verify stages of one deployment against its provisioned nodes."""
+
+    def __init__(self, store: Store, deployment_id: str, log: Log = print) -> None:
+        self.store = store
+        self.deployment_id = deployment_id
+        self.log = log
+        self.deployment = store.get_deployment(deployment_id)
+        self.plan = Plan.from_dict(self.deployment.plan)
+        self._private_key = store.get_ssh_private_key(deployment_id)
+        self._secrets = [str(v) for v in store.deployment_secret_inputs(deployment_id).values() if v]
+
+    # -- the cluster as frameworks see it --------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeRecord]:
+        return [n for n in self.store.list_nodes(self.deployment_id) if n.state in _READY and n.private_ip]
+
+    def cluster(self, framework_name: str) -> Cluster:
+        roles: dict[str, list[Node]] = {}
+        by_group: dict[str, list[NodeRecord]] = {}
+        for node in self.nodes():
+            by_group.setdefault(node.group, []).append(node)
+        for comp in self.plan.components:
+            try:
+                binding = binding_of(comp)
+            except ComponentNotDeployable:
+                continue
+            if binding.framework != framework_name or comp.host_group is None:
+                continue
+            group = self.plan.group(comp.host_group)
+            roles.setdefault(binding.role, []).extend(
+                Node(name=n.name, ip=n.private_ip or "", cpus=group.num_cpus or 1, memory_mb=group.mem_mb or 1024)
+                for n in by_group.get(comp.host_group, [])
+            )
+        return Cluster({role: tuple(nodes) for role, nodes in roles.items()})
+
+    def frameworks(self) -> list[str]:
+        names = []
+        for comp in self.plan.components:
+            try:
+                name = binding_of(comp).framework
+            except ComponentNotDeployable:
+                continue
+            if name not in names:
+                names.append(name)
+        return names
+
+    # -- running scripts over SSH ------------------------------------------------------------------------------
+
+    def _target(self, node: Node) -> NodeTarget:
+        record = next(n for n in self.nodes() if n.name == node.name)
+        return NodeTarget(name=node.name, host=node.ip, port=record.ssh_port or 22)
+
+    def _pin(self, host: str, key: str) -> None:
+        self.store.modify_deployment(self.deployment_id, lambda d: {"known_hosts": {**d.known_hosts, host: key}})
+
+    def run(self, node: Node, script: Script) -> ScriptResult:
+        """One script on one node (the frameworks' Runner)."""
+        result = run_script(
+            self._target(node),
+            script.body,
+            env=dict(script.env),
+            private_key=self._private_key,
+            known_hosts=dict(self.store.get_deployment(self.deployment_id).known_hosts),
+            on_new_host_key=self._pin,
+            secrets=self._secrets,
+            log=self.log,
+            check=False,
+        )
+        return ScriptResult(result.exit_code, result.stdout, result.stderr)
+
+    # -- stages ----------------------------------------------------------------------------------------------
+
+    def apply(self, component_name: str) -> list[str]:
+        """Install and start one component's role on every ready node of its group that lacks the current config."""
+        comp = self.plan.component(component_name)
+        binding = binding_of(comp)
+        fw = framework(binding.framework)
+        cluster = self.cluster(binding.framework)
+        targets = cluster.nodes(binding.role)
+        if not targets:
+            self.log(f"{component_name}: no ready node in group {comp.host_group}; nothing to do")
+            return []
+        records = {n.name: n for n in self.nodes()}
+        scripts = {}
+        for node in targets:
+            install, configure = fw.install_script(node), fw.configure_script(binding.role, node, cluster)
+            digest = _digest(comp.name, install, configure)
+            if records[node.name].applied.get(comp.name) == digest:
+                continue  # already configured with exactly this configuration
+            scripts[node.name] = (node, install, configure, digest)
+        if not scripts:
+            self.log(f"{component_name}: all {len(targets)} node(s) already configured")
+            return []
+        working = NodeState.CONFIGURING
+        for name in scripts:
+            self.store.update_node(records[name].id, state=working)
+        by_name = {name: node for name, (node, *_rest) in scripts.items()}
+        results = run_on_nodes(
+            [self._target(node) for node in by_name.values()],
+            lambda t: scripts[t.name][1].body + "\n" + scripts[t.name][2].body,
+            env=lambda t: {**scripts[t.name][1].env, **scripts[t.name][2].env},
+            private_key=self._private_key,
+            known_hosts=dict(self.store.get_deployment(self.deployment_id).known_hosts),
+            on_new_host_key=self._pin,
+            secrets=self._secrets,
+            log=self.log,
+        )
+        done = NodeState.CONFIGURED if comp.stage == CONFIGURE else NodeState.STARTED
+        for name in results:
+            record = records[name]
+            self.store.update_node(record.id, state=done, applied={**record.applied, comp.name: scripts[name][3]})
+        self.log(f"{component_name}: {binding.role} running on {', '.join(results)}")
+        return list(results)
+
+    def verify(self) -> list[Verified]:
+        checks = []
+        for name in self.frameworks():
+            result = framework(name).verify(self.cluster(name), self.run)
+            self.log(f"verify {name}: {result.summary}")
+            self.store.add_event(self.deployment_id, "verify", f"{name}: {result.summary}")
+            checks.append(result)
+        return checks
+
+    def outputs(self) -> dict[str, object]:
+        outputs = resolve_outputs(self.plan, self.store.list_nodes(self.deployment_id))
+        for name in self.frameworks():
+            for key, value in framework(name).outputs(self.cluster(name)).items():
+                outputs.setdefault(key, value)
+        self.store.update_deployment(self.deployment_id, outputs=outputs)
+        return outputs
+
+
+def _digest(component: str, *scripts: Script) -> str:
+    text = json.dumps([component, *[(s.name, dict(s.env), s.body) for s in scripts]], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,271 @@
+"""Provision one compute group: make the cloud match the desired count, adopting what already exists.
+
+Order matters for crash safety: a node row (state CREATING, deterministic name) is written before the cloud call,
+and every server carries tags (deployment, group, index), so a run that died after `create_server` finds the
+server by its tags next time and adopts it instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from dodas_tasks.clouds.base import (
+    ACTIVE,
+    ERROR,
+    TAG_GROUP,
+    TAG_INDEX,
+    CloudDriver,
+    CloudError,
+    Flavor,
+    Server,
+    ServerSpec,
+    get_driver,
+)
+from dodas_tasks.deploy.naming import deployment_tags, key_pair_name, server_tags
+from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store, node_name
+from dodas_tasks.tosca.plan import NodeGroup, Plan
+
+Log = Callable[[str], None]
+_GONE = {NodeState.DELETED, NodeState.DELETING}
+_DELETING_STATUSES = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
+
+cloud_call = retry(  # 429/5xx-like errors the driver marks retryable: jittered backoff, then give up
+    retry=retry_if_exception(lambda e: isinstance(e, CloudError) and e.retryable),
+    wait=wait_random_exponential(multiplier=0.5, max=10),
+    stop=stop_after_attempt(6),
+    reraise=True,
+)
+
+
+class ProvisioningFailed(RuntimeError):
+    """Some VMs of a group could not be created; the message names each and why."""
+
+
+@dataclass
+class GroupProgress:
+    """What one pass did, and which nodes still wait for the cloud (by node id)."""
+
+    group: str
+    desired: int
+    pending: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.group}: desired {self.desired}, created {len(self.created)}, adopted {len(self.adopted)}, "
+            f"deleted {len(self.deleted)}, waiting for {len(self.pending)}"
+        )
+
+
+class GroupProvisioner:
+    """Reconciles one compute group of one deployment with its cloud."""
+
+    def __init__(
+        self, store: Store, deployment_id: str, group: str, log: Log = print, driver: CloudDriver | None = None
+    ) -> None:
+        self.store = store
+        self.deployment_id = deployment_id
+        self.group_name = group
+        self.log = log
+        dep = store.get_deployment(deployment_id)
+        self.deployment = dep
+        self.plan = Plan.from_dict(dep.plan)
+        self.group: NodeGroup = self.plan.group(group)
+        self.driver = driver or get_driver(dep.cloud)
+
+    def desired_count(self) -> int:
+        if self.deployment.status in _DELETING_STATUSES:
+            return 0
+        return int(self.deployment.desired_counts.get(self.group_name, self.group.count))
+
+    # -- one pass: delete what must go, create what is missing --------------------------------------------------
+
+    def start(self) -> GroupProgress:
+        desired = self.desired_count()
+        progress = GroupProgress(self.group_name, desired)
+        if desired > 0:
+            cloud_call(self.driver.import_key_pair)(key_pair_name(self.deployment_id), self.deployment.ssh_public_key)
+        servers = self._servers_by_index()
+        nodes = {n.index: n for n in self.store.list_nodes(self.deployment_id, self.group_name)}
+        self._adopt(nodes, servers, progress)
+        doomed = self._doomed(nodes, servers, desired)
+        keep = {i: n for i, n in nodes.items() if n.id not in {d.id for d in doomed}}
+        missing = self._free_indexes(keep, desired - len(keep))
+        with ThreadPoolExecutor(max_workers=max(1, self.driver.max_concurrency)) as pool:
+            deletions = [pool.submit(self._delete, node, servers.get(node.index)) for node in doomed]
+            creations = [pool.submit(self._create, index) for index in missing]
+            errors = []
+            for future in deletions:
+                try:
+                    progress.deleted.append(future.result())
+                except CloudError as exc:
+                    errors.append(str(exc))
+            for future in creations:
+                try:
+                    progress.created.append(future.result())
+                except CloudError as exc:
+                    errors.append(str(exc))
+        if doomed:
+            removed = {d.id for d in doomed} | {d.name for d in doomed} | {d.cloud_id for d in doomed if d.cloud_id}
+            self.store.modify_deployment(
+                self.deployment_id, lambda d: {"removal_list": [r for r in d.removal_list if r not in removed]}
+            )
+        progress.pending = [
+            n.id for n in self.store.list_nodes(self.deployment_id, self.group_name) if n.state == NodeState.CREATING
+        ]
+        self.log(progress.summary())
+        if errors:
+            raise ProvisioningFailed(f"{self.group_name}: " + "; ".join(errors))
+        return progress
+
+    def _servers_by_index(self) -> dict[int, Server]:
+        tags = {**deployment_tags(self.deployment_id), TAG_GROUP: self.group_name}
+        found: dict[int, Server] = {}
+        for server in cloud_call(self.driver.list_servers)(tags):
+            try:
+                index = int(server.tags.get(TAG_INDEX, ""))
+            except ValueError:
+                continue
+            if index in found:  # two servers in one slot (should not happen): keep one, the other is a leak
+                self.log(f"duplicate server for {self.group_name}[{index}]: deleting {server.id}")
+                cloud_call(self.driver.delete_server)(server.id)
+                continue
+            found[index] = server
+        return found
+
+    def _adopt(self, nodes: dict[int, NodeRecord], servers: dict[int, Server], progress: GroupProgress) -> None:
+        """Servers found by tag whose id the store lacks (a crash between create and record) are adopted."""
+        for index, server in servers.items():
+            node = nodes.get(index)
+            if node is not None and node.cloud_id == server.id:
+                continue
+            node = self.store.upsert_node(
+                self.deployment_id,
+                self.group_name,
+                index,
+                cloud=self.driver.name,
+                cloud_id=server.id,
+                state=NodeState.CREATING if server.status != ACTIVE else node.state if node else NodeState.CREATING,
+            )
+            nodes[index] = node
+            progress.adopted.append(node.id)
+            self.store.add_event(self.deployment_id, "adopt", f"{node.name}: adopted server {server.id}", node.id)
+            self.log(f"{node.name}: adopted existing server {server.id} ({server.status})")
+
+    def _doomed(self, nodes: dict[int, NodeRecord], servers: dict[int, Server], desired: int) -> list[NodeRecord]:
+        """Nodes to delete: asked for by removal list, broken (ERROR or gone at the cloud), or beyond the count."""
+        removal = set(self.deployment.removal_list)
+        doomed = []
+        for index, node in sorted(nodes.items()):
+            server = servers.get(index)
+            if {node.id, node.name, node.cloud_id} & removal:
+                doomed.append(node)
+            elif node.state == NodeState.ERROR or (server is not None and server.status == ERROR):
+                doomed.append(node)  # replaced below: a failed VM is deleted and created again
+            elif server is None and node.cloud_id and node.state != NodeState.CREATING:
+                doomed.append(node)  # deleted behind our back
+        alive = [n for i, n in sorted(nodes.items()) if n not in doomed]
+        excess = len(alive) - desired
+        if excess > 0:  # prefer removing nodes that are not ready yet, then the newest
+            ranked = sorted(alive, key=lambda n: (n.state in (NodeState.CREATED, NodeState.STARTED), -n.index))
+            doomed += ranked[:excess]
+        return doomed
+
+    @staticmethod
+    def _free_indexes(keep: dict[int, NodeRecord], count: int) -> list[int]:
+        free, index = [], 0
+        while len(free) < count:
+            if index not in keep:
+                free.append(index)
+            index += 1
+        return free
+
+    def _create(self, index: int) -> str:
+        name = node_name(self.deployment_id, self.group_name, index)
+        node = self.store.upsert_node(
+            self.deployment_id, self.group_name, index, cloud=self.driver.name, state=NodeState.CREATING
+        )
+        spec = ServerSpec(
+            name=name,
+            flavor=Flavor(
+                cpus=self.group.num_cpus or 1,
+                mem_mb=self.group.mem_mb or 1024,
+                disk_gb=int(self.group.disk_gb or 0),
+                instance_type=self.group.instance_type,
+            ),
+            image=self.group.image or "default",
+            key_name=key_pair_name(self.deployment_id),
+            public_key=self.deployment.ssh_public_key,
+            tags=server_tags(self.deployment_id, self.group_name, index),
+            network=self.group.network,
+            ports=[p.__dict__ for p in self.group.ports],
+        )
+        try:
+            server = cloud_call(self.driver.create_server)(spec)
+        except CloudError as exc:
+            self.store.update_node(node.id, state=NodeState.ERROR, state_reason=f"create failed: {exc}")
+            raise CloudError(f"{name}: create failed: {exc}") from exc
+        self.store.update_node(node.id, cloud_id=server.id)
+        self.log(f"{name}: server {server.id} requested ({server.status})")
+        return node.id
+
+    def _delete(self, node: NodeRecord, server: Server | None) -> str:
+        self.store.update_node(node.id, state=NodeState.DELETING)
+        for cloud_id in {node.cloud_id, server.id if server else None} - {None}:
+            cloud_call(self.driver.delete_server)(cloud_id)
+        self.store.update_node(node.id, state=NodeState.DELETED)
+        self.log(f"{node.name}: deleted")
+        return node.id
+
+    # -- waiting for the cloud (called from a deferrable trigger, in a thread) ------------------------------------
+
+    def poll(self, node_ids: list[str]) -> dict[str, str]:
+        """Cloud status of each pending node: BUILD, ACTIVE or ERROR."""
+        statuses = {}
+        for node_id in node_ids:
+            node = self.store.get_node(node_id)
+            server = self.driver.get_server(node.cloud_id) if node.cloud_id else None
+            statuses[node_id] = server.status if server else ERROR
+        return statuses
+
+    def finish(self, node_ids: list[str]) -> list[NodeRecord]:
+        """Record IPs and host keys of ACTIVE servers; failed ones become ERROR and are named in the exception."""
+        failures, ready = [], []
+        known_hosts: dict[str, str] = {}
+        for node_id in node_ids:
+            node = self.store.get_node(node_id)
+            server = self.driver.get_server(node.cloud_id) if node.cloud_id else None
+            if server is None or server.status != ACTIVE:
+                reason = (server.fault if server else None) or ("server vanished" if server is None else server.status)
+                self.store.update_node(node_id, state=NodeState.ERROR, state_reason=f"boot failed: {reason}")
+                failures.append(f"{node.name}: {reason}")
+                continue
+            ready.append(
+                self.store.update_node(
+                    node_id,
+                    state=NodeState.CREATED,
+                    private_ip=server.private_ip,
+                    public_ip=server.public_ip,
+                    ssh_port=server.ssh_port,
+                )
+            )
+            if server.host_key and server.address:
+                known_hosts[f"{server.address}:{server.ssh_port}"] = server.host_key
+            self.log(f"{node.name}: ACTIVE at {server.private_ip}")
+        if known_hosts:
+            self.store.modify_deployment(
+                self.deployment_id, lambda d: {"known_hosts": {**d.known_hosts, **known_hosts}}
+            )
+        if failures:
+            raise ProvisioningFailed(f"{self.group_name}: {len(failures)} VM(s) failed: " + "; ".join(failures))
+        return ready
+
+    def delete_key_pair_if_empty(self) -> None:
+        if self.desired_count() == 0 and not self.store.list_nodes(self.deployment_id, self.group_name):
+            cloud_call(self.driver.delete_key_pair)(key_pair_name(self.deployment_id))

@@ -1,0 +1,125 @@
+"""What users ask for (submit, scale, undeploy), recorded as desired state in the store.
+
+Nothing here touches a cloud: the deployment DAG's next run does the difference between desired and actual state.
+A request made while a run is active is still recorded; the run after it picks it up (never refused).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from dodas_tasks.clouds.base import known_clouds
+from dodas_tasks.configure import generate_keypair
+from dodas_tasks.deploy.naming import short_id
+from dodas_tasks.store import Store
+from dodas_tasks.store.vocabulary import DeploymentStatus
+from dodas_tasks.tosca.compiler import compile as compile_template
+from dodas_tasks.tosca.errors import DodasTemplateError, TemplateProblem
+from dodas_tasks.tosca.plan import Plan
+
+LIVE_STATUSES = {
+    DeploymentStatus.CREATE_IN_PROGRESS,
+    DeploymentStatus.CREATE_COMPLETE,
+    DeploymentStatus.CREATE_FAILED,
+    DeploymentStatus.UPDATE_IN_PROGRESS,
+    DeploymentStatus.UPDATE_COMPLETE,
+    DeploymentStatus.UPDATE_FAILED,
+    DeploymentStatus.DELETE_IN_PROGRESS,
+    DeploymentStatus.DELETE_FAILED,
+    DeploymentStatus.UNKNOWN,
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who a deployment belongs to: the (issuer, subject) of their identity token, and their groups."""
+
+    subject: str = "local-user"
+    issuer: str = "local"
+    groups: tuple[str, ...] = ()
+
+
+class RequestRefused(ValueError):
+    """A request that cannot be recorded (unknown deployment, deleted one, bad count); the message says why."""
+
+
+def submit(
+    store: Store,
+    template_text: str,
+    inputs: dict[str, Any] | None,
+    *,
+    cloud: str = "local",
+    owner: Owner | None = None,
+    options: dict[str, Any] | None = None,
+    source: str = "template",
+) -> str:
+    """Compile, then register a new deployment; raises DodasTemplateError before anything is created."""
+    if cloud not in known_clouds():
+        raise DodasTemplateError(
+            [TemplateProblem("input", f"cloud {cloud!r} is not configured", hint=f"use one of: {known_clouds()}")],
+            source,
+        )
+    plan = compile_template(template_text, inputs or {}, source=source)
+    owner = owner or Owner()
+    keys = generate_keypair(comment="dodas-deployment")
+    taken = {short_id(d.id) for d in store.list_deployments()}
+    deployment_id = str(uuid.uuid4())
+    while short_id(deployment_id) in taken:  # DAG ids use the short id: keep it unique
+        deployment_id = str(uuid.uuid4())
+    public_inputs = {i.name: i.value for i in plan.inputs if not i.secret and i.value is not None}
+    return store.create_deployment(
+        deployment_id=deployment_id,
+        template=template_text,
+        plan=plan.to_dict(),
+        owner_subject=owner.subject,
+        owner_issuer=owner.issuer,
+        owner_groups=list(owner.groups),
+        inputs={**public_inputs, **plan.secrets},
+        secret_inputs=list(plan.secrets),
+        ssh_private_key=keys.private_openssh,
+        ssh_public_key=keys.public_openssh,
+        cloud=cloud,
+        options=options or {},
+        desired_counts={g.name: g.count for g in plan.groups},
+    )
+
+
+def plan_of(store: Store, deployment_id: str) -> Plan:
+    return Plan.from_dict(store.get_deployment(deployment_id).plan)
+
+
+def request_scale(
+    store: Store, deployment_id: str, group: str, count: int, removal_list: list[str] | None = None, reason: str = ""
+) -> None:
+    """Ask for `count` nodes in `group` (removing the listed node ids first); the next DAG run applies it."""
+    dep = store.get_deployment(deployment_id)
+    if dep.status in (DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE):
+        raise RequestRefused(f"deployment {deployment_id} is being deleted; it cannot be scaled")
+    plan = Plan.from_dict(dep.plan)
+    try:
+        plan.group(group)
+    except KeyError:
+        raise RequestRefused(
+            f"deployment {deployment_id} has no compute group {group!r}; groups: {[g.name for g in plan.groups]}"
+        ) from None
+    if count < 0:
+        raise RequestRefused(f"count must be 0 or more, got {count}")
+    store.modify_deployment(
+        deployment_id,
+        lambda d: {
+            "desired_counts": {**d.desired_counts, group: count},
+            "removal_list": sorted(set(d.removal_list) | set(removal_list or [])),
+        },
+    )
+    store.add_event(deployment_id, "scale", f"{group}: desired {count}{' — ' + reason if reason else ''}")
+
+
+def request_undeploy(store: Store, deployment_id: str, reason: str = "requested") -> None:
+    """Mark for deletion; the deployment DAG's next run deletes every resource and retires the DAG."""
+    dep = store.get_deployment(deployment_id)
+    if dep.status == DeploymentStatus.DELETE_COMPLETE:
+        raise RequestRefused(f"deployment {deployment_id} is already deleted")
+    store.update_deployment(deployment_id, desired_counts={g: 0 for g in dep.desired_counts})
+    store.set_status(deployment_id, DeploymentStatus.DELETE_IN_PROGRESS, f"undeploy {reason}")

@@ -1,0 +1,89 @@
+"""The deployment DAG end to end on the local cloud: real Airflow (dag.test), real SSH, real Spark, real SparkPi."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dodas_tasks.clouds.local import LocalCloud
+from dodas_tasks.clouds.local.procs import processes_with_node_id
+from dodas_tasks.deploy import service
+from dodas_tasks.deploy.naming import dag_id, deployment_tags
+from dodas_tasks.settings import dodas_home
+from dodas_tasks.store import DeploymentStatus, NodeState, Store
+
+REPO = Path(__file__).resolve().parents[1]
+DAG_FILE = REPO / "dags" / "dodas.py"
+SPARK = (REPO / "templates" / "spark_local.yaml").read_text()
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture
+def store() -> Store:
+    with Store() as s:
+        yield s
+
+
+@pytest.fixture
+def cloud() -> LocalCloud:
+    cloud = LocalCloud()
+    yield cloud
+    cloud.cleanup()
+
+
+def run_dag(name: str, **kwargs: object):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(name).test(**kwargs)
+
+
+def test_local_spark_deploys_verifies_and_undeploys(airflow_db: None, store: Store, cloud: LocalCloud) -> None:
+    deployment_id = service.submit(store, SPARK, {"number_of_workers": 2})
+    run = run_dag(dag_id(deployment_id))
+    dep = store.get_deployment(deployment_id)
+    assert run.state == "success", dep.status_reason
+    assert dep.status == DeploymentStatus.CREATE_COMPLETE
+    nodes = store.list_nodes(deployment_id)
+    assert len(nodes) == 3 and {n.state for n in nodes} == {NodeState.STARTED}
+    assert len({n.private_ip for n in nodes}) == 3
+    master_ip = store.list_nodes(deployment_id, group="spark-master-server")[0].private_ip
+    assert dep.outputs["spark_master_url"] == f"spark://{master_ip}:7077"
+    assert dep.outputs["spark_ui_url"] == f"http://{master_ip}:8080"
+    verified = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "verify"]
+    assert verified and "3.1" in verified[-1], verified  # SparkPi's value is in the summary
+    servers = cloud.list_servers(deployment_tags(deployment_id))
+    assert len(servers) == 3
+
+    service.request_undeploy(store, deployment_id)
+    run = run_dag(dag_id(deployment_id))
+    assert run.state == "success"
+    assert store.get_deployment(deployment_id).status == DeploymentStatus.DELETE_COMPLETE
+    assert cloud.list_servers(deployment_tags(deployment_id)) == []
+    for server in servers:
+        assert processes_with_node_id(server.id) == []
+        assert not (dodas_home() / "localcloud" / "servers" / server.id).exists()
+    assert not list((dodas_home() / "localcloud" / "keypairs").glob(f"*{deployment_id}*"))
+
+
+def test_bad_template_through_submit_dag_creates_nothing(
+    airflow_db: None, store: Store, cloud: LocalCloud, capfd: pytest.CaptureFixture[str]
+) -> None:
+    before = {d.id for d in store.list_deployments()}
+    bad = SPARK.replace("type: tosca.nodes.indigo.dodas.SparkWorker", "type: tosca.nodes.DODAS.HelmInstall.Spark")
+    run = run_dag("dodas_submit", run_conf={"template_text": bad, "inputs": {"number_of_workers": "two"}})
+    assert run.state == "failed"
+    assert {d.id for d in store.list_deployments()} == before
+    assert cloud.list_all() == []
+    logs = capfd.readouterr().out  # dag.test() prints the task log
+    assert "tosca.nodes.DODAS.HelmInstall.Spark" in logs and "'number_of_workers' = 'two'" in logs
