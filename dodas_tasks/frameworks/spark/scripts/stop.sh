@@ -1,6 +1,7 @@
 # Stops a Spark daemon (SPARK_ROLE master or worker) on this node. With SPARK_DRAIN_SECONDS > 0 a worker is
 # first decommissioned (SIGPWR: the master stops giving it work) and given that long for its executors to end.
 spark_dirs
+lock_node "$SPARK_ROLE"
 case "$SPARK_ROLE" in
 master) stop_daemon master "$MASTER_CLASS" ;;
 worker)

@@ -3,7 +3,8 @@
 # Needs: SPARK_MASTER_IP, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, SPARK_WORKER_CORES, SPARK_WORKER_MEMORY_MB,
 # SPARK_WORKER_WEBUI_PORT. Decommissioning is on, so SIGPWR drains the worker (see stop.sh).
 spark_dirs
-export SPARK_WORKER_OPTS="-Dspark.decommission.enabled=true ${SPARK_WORKER_OPTS:-}"
+# decommissioning lets stop.sh drain the worker; cleanup removes finished apps' work dirs (after 7 days)
+export SPARK_WORKER_OPTS="-Dspark.decommission.enabled=true -Dspark.worker.cleanup.enabled=true ${SPARK_WORKER_OPTS:-}"
 master_url="spark://$SPARK_MASTER_IP:$SPARK_MASTER_PORT"
 worker_registered() {
     spark_probe worker "http://$SPARK_MASTER_IP:$SPARK_MASTER_WEBUI_PORT/json/" "$NODE_IP"
