@@ -126,7 +126,10 @@ class AirflowStack:
                 # Bundle re-listing (new .py files) every 5 s instead of 300 s; listing a local folder is cheap.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 # Re-parse each known file every 5 s instead of 30 s: a new row read by a generator file
-                # becomes a DAG within ~5 s. Each parse costs one forked parser (see measurements in report).
+                # became a DAG in 5.3-7.0 s (31-33 s with the default). Cost, measured with a 100-row
+                # generator: one parse ≈ 0.3 s, idle stack CPU ≈ 30 % of a core vs ≈ 10 % with the defaults.
+                # Raise it through extra_env for big stores; PUT parseDagFile (wait_for_dag(reparse_via=))
+                # makes a new row visible in 1-3 s whatever this is.
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
                 # Check every second whether a bundle is due for refresh (default 5 s) — halves the worst case
                 # for new files at negligible cost.

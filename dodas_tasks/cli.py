@@ -208,10 +208,11 @@ def undeploy(deployment_id: str, wait: Annotated[bool, typer.Option(help="Wait u
     from dodas_tasks import demo
 
     s = _stack()
+    since = demo.last_event_id(deployment_id)
     if demo.undeploy(s, deployment_id) != "success":
         _fail(f"undeploy of {deployment_id} was refused; see the dodas_undeploy run in the Airflow UI")
     if wait:
-        final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"})
+        final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"}, since=since)
         typer.echo(final)
         if final != "DELETE_COMPLETE":
             raise typer.Exit(1)
@@ -223,9 +224,10 @@ def scale(deployment_id: str, group: str, count: int) -> None:
     from dodas_tasks import demo
 
     s = _stack()
+    since = demo.last_event_id(deployment_id)
     if demo.scale(s, deployment_id, group, count) != "success":
         _fail(f"scale request for {deployment_id} was refused; see the dodas_scale run in the Airflow UI")
-    typer.echo(demo.watch(deployment_id, typer.echo, until={"UPDATE_COMPLETE", "UPDATE_FAILED"}))
+    typer.echo(demo.watch(deployment_id, typer.echo, until={"UPDATE_COMPLETE", "UPDATE_FAILED"}, since=since))
 
 
 @app.command("demo")
@@ -255,8 +257,9 @@ def demo_command(
         if once:
             typer.echo("undeploying ...")
             final = "DELETE_FAILED"
+            since = demo.last_event_id(deployment_id)
             if demo.undeploy(s, deployment_id) == "success":
-                final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"})
+                final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"}, since=since)
             typer.echo(final)
             ok = ok and final == "DELETE_COMPLETE"
         else:

@@ -74,17 +74,24 @@ def submit_error(s: AirflowStack, run_id: str) -> str:
     return "\n".join(lines) or f"dodas_submit run {run_id} failed; see {log_dir}"
 
 
-def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, timeout: float = 1800) -> str:
-    """Print the deployment's events as they happen until its status is one of `until`."""
+def last_event_id(deployment_id: str) -> int:
+    with Store() as store:
+        events = store.list_events(deployment_id, limit=1)
+    return events[-1].id if events else 0
+
+
+def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, since: int = 0, timeout: float = 1800) -> str:
+    """Print the deployment's events after `since` as they happen; return once a status change after `since`
+    has brought it to one of `until` (so an old UPDATE_COMPLETE does not end the watch of a new update)."""
     deadline = time.monotonic() + timeout
-    last = 0
+    last, changed = since, False
     with Store() as store:
         while True:
             for event in store.list_events(deployment_id, limit=200, after_id=last):
                 echo(f"  {event.time:%H:%M:%S} {event.kind:<10} {event.message}")
-                last = event.id
+                last, changed = event.id, changed or event.kind == "status"
             status = store.get_deployment(deployment_id).status
-            if status in until:
+            if changed and status in until:
                 return status
             if time.monotonic() > deadline:
                 raise StackError(f"deployment {deployment_id} still {status} after {timeout:.0f} s")
@@ -92,6 +99,7 @@ def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, timeout: float
 
 
 def undeploy(s: AirflowStack, deployment_id: str) -> str:
+    """Through the dodas_undeploy DAG; returns that run's state."""
     run_id = s.trigger_dag("dodas_undeploy", {"deployment_id": deployment_id})
     return s.wait_for_run("dodas_undeploy", run_id, timeout=120)
 
