@@ -398,3 +398,9 @@ def test_postgresql_round_trip(fernet_key: str) -> None:
         assert [e.kind for e in store.list_events(deployment_id)][-1] == "status"
         with store.engine.begin() as connection:  # leave the shared database as we found it
             connection.execute(sa.text("DELETE FROM deployments WHERE id = :id"), {"id": deployment_id})
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    from dodas_tasks.store.migrate import alembic_heads, head_revisions
+
+    assert head_revisions() == alembic_heads()

@@ -9,10 +9,8 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
-from dodas_tasks.deploy import service
 from dodas_tasks.deploy.naming import dag_id
 from dodas_tasks.store import DeploymentNotFoundError, Store
-from dodas_tasks.tosca.errors import DodasTemplateError
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -34,6 +32,9 @@ def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
             raise AirflowFailException(f"template {name!r} is not in templates/: choose one of {template_choices()}")
         text = (TEMPLATES_DIR / name).read_text()
         source = f"templates/{name}"
+    from dodas_tasks.deploy import service  # compiler and tosca-parser load in the task, not at DAG parse
+    from dodas_tasks.tosca.errors import DodasTemplateError
+
     inputs = params.get("inputs") or {}
     if not isinstance(inputs, dict):
         raise AirflowFailException('inputs must be a JSON object such as {"number_of_workers": 2}')
@@ -76,6 +77,8 @@ def publish(info: dict[str, str]) -> dict[str, str]:
 
 
 def undeploy(deployment_id: str) -> dict[str, str]:
+    from dodas_tasks.deploy import service
+
     with Store() as store:
         try:
             service.request_undeploy(store, deployment_id)
@@ -85,6 +88,8 @@ def undeploy(deployment_id: str) -> dict[str, str]:
 
 
 def scale(deployment_id: str, group: str, count: int, removal_list: list[str]) -> dict[str, str]:
+    from dodas_tasks.deploy import service
+
     with Store() as store:
         try:
             service.request_scale(store, deployment_id, group, count, removal_list, reason="requested by user")

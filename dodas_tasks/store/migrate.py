@@ -5,13 +5,13 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"  # alembic's default
@@ -21,14 +21,26 @@ POSTGRES_ADVISORY_LOCK_KEY = 0x444F444153  # "DODAS"
 
 def alembic_config() -> Config:
     """Alembic configuration pointing at the packaged migrations (no alembic.ini needed)."""
+    from alembic.config import Config  # alembic loads only when a migration check needs it (DAG parse speed)
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
 
 
-@cache
+# The newest migration, known without importing alembic (every DAG parse opens the store: it must stay cheap).
+# tests/test_store.py checks that it equals alembic's own head.
+HEAD_REVISION = "0002"
+
+
 def head_revisions() -> frozenset[str]:
     """The revision(s) the code expects the database to be at."""
+    return frozenset({HEAD_REVISION})
+
+
+def alembic_heads() -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
     return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
@@ -54,6 +66,8 @@ def upgrade_to_head(engine: Engine) -> None:
             return
         config = alembic_config()
         config.attributes["connection"] = connection
+        from alembic import command
+
         command.upgrade(config, "head")
         connection.commit()
 

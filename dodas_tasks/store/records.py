@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from copy import deepcopy
+from copy import deepcopy as _deepcopy
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,10 @@ def _jsonable(value: Any) -> Any:
 
 # Records deep-copy JSON values: a caller mutating a nested value must not silently change the ORM row's
 # loaded state (that would make the store see "no change" and skip the write).
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class _Serialisable:
@@ -55,7 +59,9 @@ class DeploymentRecord(_Serialisable):
     version: int
 
     @classmethod
-    def from_row(cls, row: Deployment) -> DeploymentRecord:
+    def from_row(cls, row: Deployment, copy: bool = True) -> DeploymentRecord:
+        """`copy=False` is for rows the caller discards right away (listings): no aliasing, no copying cost."""
+        deepcopy = _deepcopy if copy else _same
         secret = set(row.secret_inputs or [])
         inputs = {name: (REDACTED if name in secret else deepcopy(value)) for name, value in (row.inputs or {}).items()}
         return cls(

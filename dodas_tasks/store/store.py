@@ -159,7 +159,7 @@ class Store:
         if statuses is not None:
             query = query.where(Deployment.status.in_([parse_status(s).value for s in statuses]))
         with self._session() as session:
-            return [DeploymentRecord.from_row(row) for row in session.scalars(query)]
+            return [DeploymentRecord.from_row(row, copy=False) for row in session.scalars(query)]
 
     def update_deployment(self, deployment_id: str, **changes: Any) -> DeploymentRecord:
         """Set fields (see changes.DEPLOYMENT_FIELDS); secrets given in clear are encrypted.
