@@ -144,6 +144,17 @@ class AirflowStack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
                 # No health-check web server (it would bind 0.0.0.0:8974); we use /api/v2/monitor/health.
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                # The REST API as seen from tasks: dodas_submit re-parses the DAG file through it at once.
+                "AIRFLOW_CONN_DODAS_API": json.dumps(
+                    {
+                        "conn_type": "http",
+                        "host": self.host,
+                        "port": self.port,
+                        "schema": "http",
+                        "login": ADMIN_USER,
+                        "password": self.admin_credentials()[1],
+                    }
+                ),
             }
         )
         env.update(self.extra_env)

@@ -1,0 +1,96 @@
+"""Crash safety: a provisioning process killed mid-way leaves servers the next run adopts, never duplicates."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from dodas_tasks.clouds.base import TAG_INDEX
+from dodas_tasks.clouds.local import LocalCloud
+from dodas_tasks.deploy import service
+from dodas_tasks.deploy.naming import dag_id, deployment_tags
+from dodas_tasks.store import DeploymentStatus, NodeState, Store
+
+REPO = Path(__file__).resolve().parents[1]
+PLAIN = """
+tosca_definitions_version: tosca_simple_yaml_1_0
+imports:
+  - indigo: https://raw.githubusercontent.com/indigo-dc/tosca-types/master/custom_types.yaml
+topology_template:
+  inputs:
+    count: {type: integer, default: 6}
+  node_templates:
+    vm:
+      type: tosca.nodes.indigo.Compute
+      capabilities:
+        scalable: {properties: {count: {get_input: count}}}
+        host: {properties: {num_cpus: 1, mem_size: 512 MB}}
+"""
+
+pytestmark = pytest.mark.slow
+
+
+def provision_forever(deployment_id: str, env: dict[str, str]) -> None:
+    """The 'worker' that gets killed: provisions the group (slowly: injected API latency keeps it mid-way)."""
+    os.environ.update(env)
+    from dodas_tasks.deploy.provision import GroupProvisioner
+
+    with Store() as store:
+        GroupProvisioner(store, deployment_id, "vm").start()
+    time.sleep(3600)
+
+
+def poll(condition, deadline_s: float = 120, what: str = "condition"):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+def test_killed_provisioning_is_adopted_by_the_next_run(airflow_db: None) -> None:
+    cloud = LocalCloud()
+    try:
+        with Store() as store:
+            deployment_id = service.submit(store, PLAIN, {"count": 6})
+        tags = deployment_tags(deployment_id)
+        env = {k: os.environ[k] for k in ("DODAS_HOME", "AIRFLOW_HOME")}
+        worker = multiprocessing.get_context("spawn").Process(target=provision_forever, args=(deployment_id, env))
+        worker.start()
+        try:
+            poll(lambda: cloud.list_servers(tags), what="the first server")
+        finally:
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join()
+        before = cloud.list_servers(tags)
+        assert 1 <= len(before) <= 6
+
+        from airflow.dag_processing.dagbag import DagBag
+
+        run = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id)).test()
+        with Store() as store:
+            dep = store.get_deployment(deployment_id)
+            assert run.state == "success", dep.status_reason
+            assert dep.status == DeploymentStatus.CREATE_COMPLETE
+            nodes = store.list_nodes(deployment_id)
+            servers = cloud.list_servers(tags)
+            assert sorted(int(s.tags[TAG_INDEX]) for s in servers) == list(range(6))  # no duplicate slot
+            assert {n.cloud_id for n in nodes} == {s.id for s in servers}  # every server recorded, none leaked
+            assert {n.state for n in nodes} == {NodeState.CREATED}
+            assert {s.id for s in before} & {s.id for s in servers}, "servers made before the kill were not kept"
+    finally:
+        cloud.cleanup()
