@@ -48,8 +48,27 @@ def run_dag(name: str, **kwargs: object):
     return bag.get_dag(name).test(**kwargs)
 
 
-def test_local_spark_deploys_verifies_and_undeploys(airflow_db: None, store: Store, cloud: LocalCloud) -> None:
-    deployment_id = service.submit(store, SPARK, {"number_of_workers": 2})
+def with_free_text_input(template: str) -> str:
+    """The local Spark template with a user string reaching the workers' scripts (a TOSCA property)."""
+    template = template.replace(
+        "  inputs:\n", "  inputs:\n    worker_memory_note:\n      type: string\n      default: none\n", 1
+    )
+    return template.replace(
+        "      type: tosca.nodes.indigo.dodas.SparkWorker\n",
+        "      type: tosca.nodes.indigo.dodas.SparkWorker\n"
+        "      properties:\n        memory: { get_input: worker_memory_note }\n",
+        1,
+    )
+
+
+def test_local_spark_deploys_verifies_and_undeploys_without_running_injected_input(
+    airflow_db: None, store: Store, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    pwned = tmp_path / "pwned"
+    evil = f"$(touch {pwned}) `touch {pwned}` '; touch {pwned}; ' \"; touch {pwned}; \""
+    deployment_id = service.submit(
+        store, with_free_text_input(SPARK), {"number_of_workers": 2, "worker_memory_note": evil}
+    )
     run = run_dag(dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
@@ -64,6 +83,7 @@ def test_local_spark_deploys_verifies_and_undeploys(airflow_db: None, store: Sto
     assert verified and "3.1" in verified[-1], verified  # SparkPi's value is in the summary
     servers = cloud.list_servers(deployment_tags(deployment_id))
     assert len(servers) == 3
+    assert not pwned.exists()  # the input reached the workers' scripts as a quoted value, never as code
 
     service.request_undeploy(store, deployment_id)
     run = run_dag(dag_id(deployment_id))

@@ -14,7 +14,7 @@ from dodas_tasks.clouds.base import BUILD
 class ServersReadyTrigger(BaseTrigger):
     """Fires when none of the given nodes is still BUILD at the cloud (ACTIVE or ERROR, the operator decides)."""
 
-    def __init__(self, deployment_id: str, group: str, node_ids: list[str], poll_interval: float = 2.0) -> None:
+    def __init__(self, deployment_id: str, group: str, node_ids: list[str], poll_interval: float = 1.0) -> None:
         super().__init__()
         self.deployment_id = deployment_id
         self.group = group

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
-from dodas_tasks.deploy.refs import resolve_outputs
-from dodas_tasks.frameworks.base import Cluster, Framework, Node, Script, ScriptResult, Verified
+from dodas_tasks.deploy.refs import References, resolve_outputs
+from dodas_tasks.frameworks.base import Cluster, Node, Script, ScriptResult, Verified
+from dodas_tasks.frameworks.registry import Binding, ComponentNotDeployable, binding_for, framework
 from dodas_tasks.store import NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
 
@@ -17,40 +18,8 @@ Log = Callable[[str], None]
 _READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
 
 
-@dataclass(frozen=True)
-class Binding:
-    """How a TOSCA component type is deployed: which framework, in which of its roles."""
-
-    framework: str
-    role: str
-
-
-# Component types this project can install today. Mesos/HTCondor/CMS/AMS arrive with their frameworks.
-BINDINGS: dict[str, Binding] = {
-    "tosca.nodes.indigo.dodas.SparkMaster": Binding("spark-standalone", "master"),
-    "tosca.nodes.indigo.dodas.SparkWorker": Binding("spark-standalone", "worker"),
-}
-
-
-def framework(name: str) -> Framework:
-    if name == "spark-standalone":
-        from dodas_tasks.frameworks.spark import SparkStandalone
-
-        return SparkStandalone()
-    raise KeyError(name)
-
-
-class ComponentNotDeployable(RuntimeError):
-    """The plan holds a component whose type has no deployer in this version."""
-
-
 def binding_of(component: Component) -> Binding:
-    for type_name in component.type_chain:
-        if type_name in BINDINGS:
-            return BINDINGS[type_name]
-    raise ComponentNotDeployable(
-        f"component {component.name!r} ({component.type}) has no deployer yet; deployable types: {sorted(BINDINGS)}"
-    )
+    return binding_for(component.type_chain, component.name)
 
 
 class Deployer:
@@ -137,9 +106,11 @@ class Deployer:
             self.log(f"{component_name}: no ready node in group {comp.host_group}; nothing to do")
             return []
         records = {n.name: n for n in self.nodes()}
+        properties = self.property_env(comp)
         scripts = {}
         for node in targets:
             install, configure = fw.install_script(node), fw.configure_script(binding.role, node, cluster)
+            configure = Script(configure.name, {**properties, **configure.env}, configure.body)
             digest = _digest(comp.name, install, configure)
             if records[node.name].applied.get(comp.name) == digest:
                 continue  # already configured with exactly this configuration
@@ -167,6 +138,21 @@ class Deployer:
             self.store.update_node(record.id, state=done, applied={**record.applied, comp.name: scripts[name][3]})
         self.log(f"{component_name}: {binding.role} running on {', '.join(results)}")
         return list(results)
+
+    def property_env(self, comp: Component) -> dict[str, str]:
+        """The component's TOSCA properties, resolved, as TOSCA_PROPERTY_<NAME> variables for its scripts.
+
+        Values travel as environment (quoted by the SSH runner), never spliced into a command line.
+        """
+        refs = References(self.plan, self.nodes(), self.store.deployment_secret_inputs(self.deployment_id))
+        env = {}
+        for name, value in comp.properties.items():
+            resolved = refs.resolve(value)
+            if resolved is None:
+                continue
+            text = resolved if isinstance(resolved, str) else json.dumps(resolved)
+            env[f"TOSCA_PROPERTY_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}"] = text
+        return env
 
     def verify(self) -> list[Verified]:
         checks = []

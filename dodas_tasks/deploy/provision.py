@@ -226,12 +226,18 @@ class GroupProvisioner:
     # -- waiting for the cloud (called from a deferrable trigger, in a thread) ------------------------------------
 
     def poll(self, node_ids: list[str]) -> dict[str, str]:
-        """Cloud status of each pending node: BUILD, ACTIVE or ERROR."""
+        """Cloud status of each pending node (BUILD, ACTIVE or ERROR) from one list call for the whole group,
+        so waiting costs one API call per poll however many VMs boot (no polling storm)."""
+        tags = {**deployment_tags(self.deployment_id), TAG_GROUP: self.group_name}
+        listed = {server.id: server.status for server in cloud_call(self.driver.list_servers)(tags)}
         statuses = {}
         for node_id in node_ids:
-            node = self.store.get_node(node_id)
-            server = self.driver.get_server(node.cloud_id) if node.cloud_id else None
-            statuses[node_id] = server.status if server else ERROR
+            cloud_id = self.store.get_node(node_id).cloud_id
+            status = listed.get(cloud_id) if cloud_id else ERROR
+            if status is None:  # not listed (yet?): ask for it alone before calling it gone
+                server = self.driver.get_server(cloud_id)
+                status = server.status if server else ERROR
+            statuses[node_id] = status
         return statuses
 
     def finish(self, node_ids: list[str]) -> list[NodeRecord]:
