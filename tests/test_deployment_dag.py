@@ -107,3 +107,43 @@ def test_bad_template_through_submit_dag_creates_nothing(
     assert cloud.list_all() == []
     logs = capfd.readouterr().out  # dag.test() prints the task log
     assert "tosca.nodes.DODAS.HelmInstall.Spark" in logs and "'number_of_workers' = 'two'" in logs
+
+
+PLAIN = """
+tosca_definitions_version: tosca_simple_yaml_1_0
+imports:
+  - indigo: https://raw.githubusercontent.com/indigo-dc/tosca-types/master/custom_types.yaml
+topology_template:
+  inputs:
+    admin_password: {type: string}
+  node_templates:
+    vm:
+      type: tosca.nodes.indigo.Compute
+      properties:
+        instance_name: { get_input: admin_password }
+"""
+
+
+def test_submit_dag_registers_and_the_deployment_dag_appears_then_retires(
+    airflow_db: None, store: Store, cloud: LocalCloud, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from dodas_tasks.airflow.dag_factory import deployment_dags
+
+    secret = "s3cret-Value-never-shown"
+    run = run_dag("dodas_submit", run_conf={"template_text": PLAIN, "inputs": {"admin_password": secret}})
+    assert run.state == "success"
+    register = next(ti for ti in run.get_task_instances() if ti.task_id == "register")
+    info = register.xcom_pull(task_ids="register")
+    deployment_id = info["deployment_id"]
+    assert secret not in str(info)
+    assert info["dag_id"] in deployment_dags(store)
+    dag = deployment_dags(store)[info["dag_id"]]
+    assert secret not in (dag.doc_md or "")
+    assert {t.task_id for t in dag.tasks} == {"begin", "provision.vm", "verify", "finalize"}
+    run = run_dag(info["dag_id"])
+    assert run.state == "success"
+    service.request_undeploy(store, deployment_id)
+    assert run_dag(info["dag_id"]).state == "success"
+    assert info["dag_id"] not in deployment_dags(store)  # retired: the factory no longer generates it
+    assert secret not in capfd.readouterr().out  # task logs
+    assert all(secret not in e.message for e in store.list_events(deployment_id, limit=1000))
