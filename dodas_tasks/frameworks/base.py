@@ -10,6 +10,7 @@ import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,23 @@ class Verified:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeployContext:
+    """What an API-driven framework (Marathon apps) needs to deploy one component from the worker.
+
+    properties: the component's TOSCA properties, resolved (IPs filled in, secrets in clear: never log them).
+    peers: the clusters of the deployment's other frameworks by name (e.g. "mesos": masters, agents, lb).
+    """
+
+    component: str
+    role: str
+    properties: Mapping[str, Any]
+    cluster: Cluster
+    run: Runner
+    peers: Mapping[str, Cluster] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+
 class VerificationFailed(RuntimeError):
     """The end-to-end check failed; the message says why (and where to look)."""
 
@@ -135,6 +153,13 @@ class Framework(ABC):
     @abstractmethod
     def load(self, cluster: Cluster) -> Load:
         """The current load, read from the framework's own API."""
+
+    def deploy(self, context: DeployContext) -> list[str]:
+        """API-driven deploy step, run in the worker after the role's node scripts; returns what it changed.
+
+        Frameworks whose work is all in node scripts keep this no-op default.
+        """
+        return []
 
     def check_role(self, role: str) -> None:
         """A clear error for a role this framework does not have."""
