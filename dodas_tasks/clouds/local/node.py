@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
@@ -116,9 +117,13 @@ class NodeServer:
         reaper = asyncio.create_task(self.reap_periodically())
 
         host_key = load_or_create_host_key(self.dir.host_key)
-        self.dir.update_state(host_key=host_key.export_public_key().decode().strip())
+        state = self.dir.update_state(host_key=host_key.export_public_key().decode().strip())
+        # The boot delay models a cloud's boot time, counted from the create call like a cloud's clock:
+        # this process's own start-up (imports, host key) happens within it, not on top of it.
+        created = datetime.fromisoformat(state["created_at"]) if state and state.get("created_at") else None
+        remaining = boot_delay - (datetime.now(UTC) - created).total_seconds() if created else boot_delay
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=boot_delay)
+            await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, remaining))
         if self.stop.is_set():
             return
         if fail_boot:
