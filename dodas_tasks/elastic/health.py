@@ -1,0 +1,236 @@
+"""Healing: a node is healthy when the cloud says it runs, SSH answers and the framework counts it.
+
+A node unhealthy beyond `grace` is marked ERROR and the deployment DAG is asked to run (its provisioner deletes
+and re-creates ERROR nodes, configure re-points the others: a worker's config digest includes the master's IP).
+Replacements that keep failing back off exponentially, with the reason in the deployment's status.
+Failed scale-outs of the elastic group (nodes that never served) belong to the autoscaler, not to healing.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from dodas_tasks.clouds.base import ACTIVE, get_driver
+from dodas_tasks.deploy.naming import deployment_tags
+from dodas_tasks.elastic.observe import SERVING, cluster_of
+from dodas_tasks.elastic.policy import backoff_delay
+from dodas_tasks.elastic.settings import ElasticSettings, resolve
+from dodas_tasks.frameworks.registry import framework
+from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
+from dodas_tasks.tosca.plan import Plan
+
+STATE_KEY = "_healing"
+EVENT = "heal"
+WORKER_ROLES = frozenset({"worker", "slave", "agent", "wn"})  # roles the framework lists in Load.healthy_nodes
+_JUDGED = {NodeState.CONFIGURED, NodeState.STARTED, NodeState.CREATED}
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the three witnesses said about one node; None = could not tell (e.g. the master is down)."""
+
+    cloud: str | None
+    ssh: bool | None
+    framework: bool | None
+    detail: str = ""
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.cloud != ACTIVE:
+            found.append(f"cloud says {self.cloud or 'gone'}")
+        if self.ssh is False:
+            found.append("SSH does not answer")
+        if self.framework is False:
+            found.append(self.detail or "the framework does not count it")
+        return found
+
+
+@dataclass
+class HealReport:
+    """One deployment's check: nodes marked ERROR, whether its DAG must run, and what was said."""
+
+    deployment_id: str
+    trigger: bool = False
+    marked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def ssh_answers(host: str, port: int, timeout: float = 3.0) -> bool:
+    """The SSH server sends its banner: cheap, no login (the configurator logs in when it must)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def probe_nodes(dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Probe]:
+    """Cloud (one list call), SSH (in parallel) and framework (one load read per framework) for every node."""
+    plan = Plan.from_dict(dep.plan)
+    servers = {s.id: s.status for s in get_driver(dep.cloud).list_servers(deployment_tags(dep.id))}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ssh = dict(
+            zip(
+                [n.id for n in nodes],
+                pool.map(lambda n: ssh_answers(n.private_ip, n.ssh_port or 22) if n.private_ip else False, nodes),
+                strict=True,
+            )
+        )
+    counted: dict[str, tuple[bool | None, str]] = {}
+    for name in _frameworks(plan):
+        cluster = cluster_of(plan, nodes, name)
+        try:
+            healthy = set(framework(name).load(cluster).healthy_nodes)
+            answer: str | None = None
+        except Exception as exc:
+            healthy, answer = set(), str(exc)[:200]
+        for role, members in cluster.roles.items():
+            for member in members:
+                if answer is not None:  # the master is not answering: it is unhealthy, the workers unknown
+                    counted[member.name] = (None, "") if role in WORKER_ROLES else (False, answer)
+                elif role in WORKER_ROLES:
+                    counted[member.name] = (member.name in healthy, f"{name} does not count it as a live {role}")
+                else:
+                    counted.setdefault(member.name, (True, ""))
+    return {
+        n.id: Probe(
+            cloud=servers.get(n.cloud_id or ""),
+            ssh=ssh[n.id],
+            framework=counted.get(n.name, (None, ""))[0],
+            detail=counted.get(n.name, (None, ""))[1],
+        )
+        for n in nodes
+    }
+
+
+def _frameworks(plan: Plan) -> list[str]:
+    from dodas_tasks.deploy.components import binding_of
+    from dodas_tasks.frameworks.registry import ComponentNotDeployable
+
+    names = []
+    for comp in plan.components:
+        try:
+            name = binding_of(comp).framework
+        except ComponentNotDeployable:
+            continue
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def settings_of(dep: DeploymentRecord) -> ElasticSettings:
+    return resolve(Plan.from_dict(dep.plan).elasticity.settings, dep.options)
+
+
+def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None = None, log: Log = print) -> HealReport:
+    """Probe, update unhealthy_since / last_healthy_at, mark ERROR beyond grace, decide whether to run the DAG."""
+    now = now or datetime.now(UTC)
+    report = HealReport(dep.id)
+    if dep.status not in SERVING:
+        report.notes.append(f"skipped: {dep.status}")
+        return report
+    settings = settings_of(dep)
+    plan = Plan.from_dict(dep.plan)
+    elastic_group = plan.elasticity.group if plan.elasticity.enabled else None
+    removal = set(dep.removal_list)
+    nodes = [n for n in store.list_nodes(dep.id) if not ({n.id, n.name} & removal)]
+    judged = [n for n in nodes if n.state in _JUDGED]
+    probes = probe_nodes(dep, judged) if judged else {}
+    for node in judged:
+        problems = probes[node.id].problems()
+        if not problems:
+            if node.unhealthy_since is not None or node.last_healthy_at is None or _older(node.last_healthy_at, now):
+                if node.unhealthy_since is not None:
+                    store.add_event(dep.id, EVENT, f"{node.name}: healthy again", node.id)
+                store.update_node(node.id, last_healthy_at=now, unhealthy_since=None)
+            continue
+        since = node.unhealthy_since or now
+        if node.unhealthy_since is None:
+            store.update_node(node.id, unhealthy_since=now)
+            store.add_event(dep.id, EVENT, f"{node.name}: unhealthy ({'; '.join(problems)})", node.id)
+        waited = (now - since).total_seconds()
+        if waited >= settings.grace:
+            reason = f"unhealthy for {waited:.0f} s: {'; '.join(problems)}"
+            store.update_node(
+                node.id, state=NodeState.ERROR, state_reason=reason, last_healthy_at=node.last_healthy_at or since
+            )
+            report.marked.append(node.name)
+            log(f"{node.name}: {reason}")
+    broken = [
+        n
+        for n in store.list_nodes(dep.id)
+        if n.state == NodeState.ERROR
+        and not ({n.id, n.name} & removal)
+        and not (n.group == elastic_group and n.last_healthy_at is None)  # a failed scale-out: the autoscaler's
+    ]
+    _replace(store, dep, broken, settings, now, report, log)
+    return report
+
+
+def _older(when: datetime, now: datetime, seconds: float = 300.0) -> bool:
+    return (now - when).total_seconds() > seconds
+
+
+def _replace(
+    store: Store,
+    dep: DeploymentRecord,
+    broken: list[NodeRecord],
+    settings: ElasticSettings,
+    now: datetime,
+    report: HealReport,
+    log: Log,
+) -> None:
+    """Ask for a run to replace the broken nodes, unless an earlier attempt failed recently (backoff)."""
+    state = dict(dep.options.get(STATE_KEY) or {})
+    attempts = int(state.get("attempts") or 0)
+    if not broken:
+        if attempts:
+            store.modify_deployment(dep.id, lambda d: {"options": {**d.options, STATE_KEY: {}}})
+        return
+    stamp = now.timestamp()
+    names = ", ".join(n.name for n in broken)
+    if attempts and stamp < float(state.get("next_at") or 0):
+        report.notes.append(f"backing off: next replacement of {names} in {float(state['next_at']) - stamp:.0f} s")
+        return
+    attempts += 1
+    delay = backoff_delay(attempts, settings)
+    new_state = {"attempts": attempts, "next_at": stamp + delay}
+    store.modify_deployment(dep.id, lambda d: {"options": {**d.options, STATE_KEY: new_state}})
+    why = next((n.state_reason for n in broken if n.state_reason), "no reason recorded")
+    message = f"replacing {names} (attempt {attempts}; {why})"
+    store.add_event(dep.id, EVENT, message)
+    if attempts > 1:
+        until = datetime.fromtimestamp(stamp + delay, UTC).strftime("%H:%M:%S UTC")
+        reason = (
+            f"healing: replacing {names} failed {attempts - 1} time(s) (last: {why}); attempt {attempts} now, "
+            f"the next not before {until} (backoff {delay:g} s)"
+        )
+        store.set_status(dep.id, store.get_deployment(dep.id).status, reason)
+    report.trigger = True
+    log(message)
+
+
+def check_all(store: Store, run_active: Callable[[str], bool], log: Log = print) -> list[HealReport]:
+    """Every serving deployment whose own run is not active; returns one report each (the caller triggers)."""
+    reports = []
+    for dep in store.list_deployments(live_only=True):
+        if dep.status not in SERVING:
+            continue
+        if run_active(dep.id):
+            reports.append(HealReport(dep.id, notes=["skipped: its deployment DAG has a run queued or running"]))
+            continue
+        started = time.monotonic()
+        try:
+            reports.append(check_deployment(store, dep, log=log))
+        except Exception as exc:  # one broken deployment must not stop healing the others
+            log(f"deployment {dep.id}: health check failed: {exc}")
+            reports.append(HealReport(dep.id, notes=[f"check failed: {exc}"]))
+        log(f"deployment {dep.id}: checked in {time.monotonic() - started:.1f} s")
+    return reports

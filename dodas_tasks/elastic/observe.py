@@ -1,0 +1,157 @@
+"""What the autoscaler sees at one poll: the store (desired count, nodes, run state) and the framework's load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dodas_tasks.deploy.components import binding_of
+from dodas_tasks.elastic.policy import NodeView, Observation
+from dodas_tasks.elastic.settings import ElasticSettings, resolve
+from dodas_tasks.frameworks.base import Cluster, Load, Node
+from dodas_tasks.frameworks.registry import ComponentNotDeployable, framework
+from dodas_tasks.store import DeploymentNotFoundError, DeploymentRecord, NodeRecord, NodeState, Store
+from dodas_tasks.store.vocabulary import DeploymentStatus
+from dodas_tasks.tosca.plan import Plan
+
+RUN_ACTIVE = {
+    DeploymentStatus.CREATE_IN_PROGRESS,
+    DeploymentStatus.UPDATE_IN_PROGRESS,
+    DeploymentStatus.DELETE_IN_PROGRESS,
+}
+SERVING = {DeploymentStatus.CREATE_COMPLETE, DeploymentStatus.UPDATE_COMPLETE, DeploymentStatus.UPDATE_FAILED}
+GONE = {DeploymentStatus.DELETE_COMPLETE}
+_READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
+
+
+@dataclass(frozen=True)
+class Target:
+    """The elastic part of one deployment: its group, bounds and settings (read once per sensor run)."""
+
+    deployment_id: str
+    group: str
+    min_count: int
+    max_count: int
+    cores_per_node: int
+    framework: str | None
+    settings: ElasticSettings
+
+    @classmethod
+    def of(cls, dep: DeploymentRecord) -> Target:
+        plan = Plan.from_dict(dep.plan)
+        elastic = plan.elasticity
+        if not elastic.enabled or not elastic.group:
+            raise ValueError(f"deployment {dep.id} has no elastic compute group")
+        group = plan.group(elastic.group)
+        return cls(
+            deployment_id=dep.id,
+            group=elastic.group,
+            min_count=elastic.min_count,
+            max_count=elastic.max_count,
+            cores_per_node=group.num_cpus or 1,
+            framework=framework_of_group(plan, elastic.group),
+            settings=resolve(elastic.settings, dep.options),
+        )
+
+
+def framework_of_group(plan: Plan, group: str) -> str | None:
+    """The framework whose component runs on the group (Spark's worker on the worker group)."""
+    for comp in plan.components:
+        if comp.host_group != group:
+            continue
+        try:
+            return binding_of(comp).framework
+        except ComponentNotDeployable:
+            continue
+    return None
+
+
+def cluster_of(plan: Plan, nodes: list[NodeRecord], framework_name: str) -> Cluster:
+    """The framework's nodes by role, from the store (the same view the deployer has, without secrets)."""
+    by_group: dict[str, list[NodeRecord]] = {}
+    for node in nodes:
+        if node.state in _READY and node.private_ip:
+            by_group.setdefault(node.group, []).append(node)
+    roles: dict[str, list[Node]] = {}
+    for comp in plan.components:
+        try:
+            binding = binding_of(comp)
+        except ComponentNotDeployable:
+            continue
+        if binding.framework != framework_name or comp.host_group is None:
+            continue
+        group = plan.group(comp.host_group)
+        roles.setdefault(binding.role, []).extend(
+            Node(name=n.name, ip=n.private_ip or "", cpus=group.num_cpus or 1, memory_mb=group.mem_mb or 1024)
+            for n in by_group.get(comp.host_group, [])
+        )
+    return Cluster({role: tuple(nodes) for role, nodes in roles.items()})
+
+
+def read_load(plan: Plan, nodes: list[NodeRecord], framework_name: str) -> Load:
+    return framework(framework_name).load(cluster_of(plan, nodes, framework_name))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One poll's result: an observation, or why there is nothing to decide (hold) or the deployment is gone."""
+
+    observation: Observation | None = None
+    hold: str = ""
+    gone: bool = False
+
+
+def observe(store: Store, target: Target, now: float) -> Seen:
+    """Read the store and the framework; never raises for an unreadable framework (that is an observation)."""
+    try:
+        dep = store.get_deployment(target.deployment_id)
+    except DeploymentNotFoundError:
+        return Seen(gone=True)
+    if dep.status in GONE:
+        return Seen(gone=True)
+    if dep.status not in SERVING and dep.status not in RUN_ACTIVE:
+        return Seen(hold=f"deployment is {dep.status}: elasticity waits until it serves")
+    plan = Plan.from_dict(dep.plan)
+    all_nodes = store.list_nodes(dep.id)
+    removal = set(dep.removal_list)
+    group_nodes = [
+        n
+        for n in all_nodes
+        if n.group == target.group and n.state != NodeState.DELETING and not ({n.id, n.name} & removal)
+    ]
+    load, error = None, ""
+    if target.framework is not None:
+        try:
+            load = read_load(plan, all_nodes, target.framework)
+        except Exception as exc:  # an unreachable master is an observation, healing deals with it
+            error = str(exc)[:300]
+    healthy = set(load.healthy_nodes) if load else set()
+    for node in group_nodes:  # a node that ever served is not a failed scale-out when it breaks later
+        if node.name in healthy and node.last_healthy_at is None:
+            store.update_node(node.id, last_healthy_at=datetime.now(UTC))
+    obs = Observation(
+        now=now,
+        desired=int(dep.desired_counts.get(target.group, len(group_nodes))),
+        min_count=target.min_count,
+        max_count=target.max_count,
+        cores_per_node=target.cores_per_node,
+        nodes=tuple(
+            NodeView(
+                id=n.id,
+                name=n.name,
+                index=n.index,
+                state=str(n.state),
+                ever_healthy=n.last_healthy_at is not None or n.name in healthy,
+                reason=n.state_reason or "",
+            )
+            for n in group_nodes
+        ),
+        run_active=dep.status in RUN_ACTIVE,
+        pending_demand=load.pending_demand if load else None,
+        waiting_apps=load.waiting_apps if load else 0,
+        healthy=frozenset(healthy),
+        idle=frozenset(load.idle_nodes) if load else frozenset(),
+        busy=frozenset(load.busy_nodes) if load else frozenset(),
+        load_error=error or ("" if load else "no framework on the elastic group"),
+    )
+    return Seen(observation=obs)
