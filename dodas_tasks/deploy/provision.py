@@ -96,7 +96,9 @@ class GroupProvisioner:
         self._adopt(nodes, servers, progress)
         doomed = self._doomed(nodes, servers, desired)
         keep = {i: n for i, n in nodes.items() if n.id not in {d.id for d in doomed}}
-        missing = self._free_indexes(keep, desired - len(keep))
+        # slots recorded before a crash that hit between the row and the cloud call: create their server now
+        unstarted = [i for i, n in keep.items() if n.cloud_id is None and i not in servers]
+        missing = unstarted + self._free_indexes(keep, desired - len(keep))
         with ThreadPoolExecutor(max_workers=max(1, self.driver.max_concurrency)) as pool:
             deletions = [pool.submit(self._delete, node, servers.get(node.index)) for node in doomed]
             creations = [pool.submit(self._create, index) for index in missing]
