@@ -22,11 +22,31 @@ class Binding:
 BINDINGS: dict[str, Binding] = {
     "tosca.nodes.indigo.dodas.SparkMaster": Binding("spark-standalone", "master"),
     "tosca.nodes.indigo.dodas.SparkWorker": Binding("spark-standalone", "worker"),
+    # configure-Mesos
+    "tosca.nodes.indigo.LRMS.FrontEnd.Mesos": Binding("mesos", "master"),
+    "tosca.nodes.indigo.LRMS.WorkerNode.Mesos": Binding("mesos", "agent"),
+    "tosca.nodes.indigo.MesosLoadBalancer": Binding("mesos", "lb"),
+    # frameworks as Marathon apps (API roles deploy through a master; wn roles are scripts on agents)
+    "tosca.nodes.indigo.HTCondorServices": Binding("htcondor-mesos", "services"),
+    "tosca.nodes.indigo.CmsServices": Binding("cms-mesos", "services"),
+    "tosca.nodes.indigo.CmsWnConfig": Binding("cms-mesos", "wn"),
+    "tosca.nodes.indigo.AmsCondorMasterConfig": Binding("ams-mesos", "master"),
+    "tosca.nodes.indigo.AmsCondorExecuteConfig": Binding("ams-mesos", "execute"),
+    "tosca.nodes.indigo.AmsCondorWnConfig": Binding("ams-mesos", "wn"),
+    "tosca.nodes.indigo.SparkMesos": Binding("spark-mesos", "services"),
+    "tosca.nodes.indigo.Container.Application.Docker.Marathon": Binding("marathon-apps", "app"),
+    "tosca.nodes.indigo.Container.Runtime.Docker": Binding("marathon-apps", "runtime"),
 }
 
 # framework name -> "module:Class" (imported on first use, so the deployer loads only what a plan needs)
 FRAMEWORKS: dict[str, str] = {
     "spark-standalone": "dodas_tasks.frameworks.spark:SparkStandalone",
+    "mesos": "dodas_tasks.clustermanagers.mesos:MesosCluster",
+    "htcondor-mesos": "dodas_tasks.frameworks.htcondor:HTCondorOnMesos",
+    "cms-mesos": "dodas_tasks.frameworks.cms:CmsOnMesos",
+    "ams-mesos": "dodas_tasks.frameworks.ams:AmsOnMesos",
+    "spark-mesos": "dodas_tasks.frameworks.spark_mesos:SparkOnMesos",
+    "marathon-apps": "dodas_tasks.frameworks.marathon_apps:MarathonApps",
 }
 
 
