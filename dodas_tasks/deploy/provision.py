@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -99,20 +100,10 @@ class GroupProvisioner:
         # slots recorded before a crash that hit between the row and the cloud call: create their server now
         unstarted = [i for i, n in keep.items() if n.cloud_id is None and i not in servers]
         missing = unstarted + self._free_indexes(keep, desired - len(keep))
-        with ThreadPoolExecutor(max_workers=max(1, self.driver.max_concurrency)) as pool:
-            deletions = [pool.submit(self._delete, node, servers.get(node.index)) for node in doomed]
-            creations = [pool.submit(self._create, index) for index in missing]
-            errors = []
-            for future in deletions:
-                try:
-                    progress.deleted.append(future.result())
-                except CloudError as exc:
-                    errors.append(str(exc))
-            for future in creations:
-                try:
-                    progress.created.append(future.result())
-                except CloudError as exc:
-                    errors.append(str(exc))
+        errors: list[str] = []
+        # deletions first: a replaced node's slot must be free (row DELETED) before its successor claims it
+        progress.deleted = self._parallel(lambda node: self._delete(node, servers.get(node.index)), doomed, errors)
+        progress.created = self._parallel(self._create, missing, errors)
         if doomed:
             removed = {d.id for d in doomed} | {d.name for d in doomed} | {d.cloud_id for d in doomed if d.cloud_id}
             self.store.modify_deployment(
@@ -125,6 +116,17 @@ class GroupProvisioner:
         if errors:
             raise ProvisioningFailed(f"{self.group_name}: " + "; ".join(errors))
         return progress
+
+    def _parallel(self, work: Callable[[Any], str], items: list[Any], errors: list[str]) -> list[str]:
+        """Run cloud calls concurrently up to the driver's limit; failures are collected, not raised."""
+        done = []
+        with ThreadPoolExecutor(max_workers=max(1, min(self.driver.max_concurrency, len(items) or 1))) as pool:
+            for future in [pool.submit(work, item) for item in items]:
+                try:
+                    done.append(future.result())
+                except CloudError as exc:
+                    errors.append(str(exc))
+        return done
 
     def _servers_by_index(self) -> dict[int, Server]:
         tags = {**deployment_tags(self.deployment_id), TAG_GROUP: self.group_name}
