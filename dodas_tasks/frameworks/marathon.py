@@ -219,10 +219,12 @@ class MarathonClient:
         return changed
 
     def wait_deployments(self, ids: set[str], deadline: float, app_ids: list[str]) -> None:
-        while ids & self.deployment_ids():
+        while pending := ids & self.deployment_ids():
             if self._clock() >= deadline:
-                states = self.states(app_ids)
-                raise MarathonError("deployment not finished in time: " + _describe(s for s in states if not s.ready))
+                raise MarathonError(
+                    f"deployment(s) {', '.join(sorted(pending))} not finished in time; "
+                    + _describe(self.states(app_ids))
+                )
             self._sleep(self.poll_seconds)
 
     def states(self, app_ids: Iterable[str]) -> list[AppState]:
