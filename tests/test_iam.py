@@ -1,0 +1,344 @@
+"""IAM layer against a real OpenID Connect provider process (tests/oidc_provider), moto's STS server and a Keystone
+federation endpoint: validation, delegation, refresh with rotation, revocation, cloud credentials, secret hygiene."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from joserfc import jws, jwt
+from joserfc.jwk import RSAKey
+from oidc_provider.fixture import Provider, free_port, running_provider
+
+from dodas_tasks.iam import (
+    DelegationRefused,
+    IamClient,
+    IamConfig,
+    IdpUnreachable,
+    InvalidToken,
+    RefreshTokenRevoked,
+    TokenSource,
+    delegate,
+    mark_token_failure,
+)
+from dodas_tasks.iam.cloud_credentials import (
+    AwsWebIdentity,
+    KeystoneSite,
+    aws_session,
+    keystone_oidc_auth,
+    keystone_session,
+)
+from dodas_tasks.iam.token_source import forget_cached_tokens
+from dodas_tasks.store import DeploymentStatus, Store
+
+AUDIENCE = "dodas"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    with running_provider(30) as running:
+        yield running
+
+
+@pytest.fixture
+def iam(provider: Provider) -> IamClient:
+    forget_cached_tokens()
+    return IamClient(
+        IamConfig(
+            issuer=provider.issuer,
+            client_id=provider.client_id,
+            client_secret=provider.client_secret,
+            audience=AUDIENCE,
+            group_claim="wlcg.groups",
+            jwks_min_refetch_s=0,
+        )
+    )
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    with Store() as s:
+        yield s
+
+
+def new_deployment(store: Store, provider: Provider, subject: str) -> str:
+    return store.create_deployment(
+        template="tosca_definitions_version: tosca_simple_yaml_1_0\n",
+        plan={},
+        owner_subject=subject,
+        owner_issuer=provider.issuer,
+        ssh_private_key="not-a-real-key",
+        ssh_public_key="ssh-ed25519 AAAA test",
+    )
+
+
+def store_dump(store: Store) -> str:
+    """Every row of every table of the store's SQLite file, as SQL text (encrypted columns included, as stored)."""
+    with sqlite3.connect(store.engine.url.database) as raw:
+        return "\n".join(raw.iterdump())
+
+
+def test_discovery_userinfo_and_client_credentials(provider: Provider, iam: IamClient) -> None:
+    assert iam.endpoint("token_endpoint") == f"{provider.issuer}/token"
+    user_token = provider.login("alice", aud=AUDIENCE, groups=["cms", "ams"])
+    assert iam.userinfo(user_token)["groups"] == ["cms", "ams"]
+    service = iam.client_credentials(scope="openid", audience=AUDIENCE)
+    assert iam.validate(service.access_token).subject == provider.client_id
+    assert provider.client_secret not in repr(iam) + repr(iam.config) + repr(service)
+
+
+def test_jwks_rotation_picks_up_the_new_key(provider: Provider, iam: IamClient) -> None:
+    assert iam.validate(provider.login("alice", aud=AUDIENCE)).subject == "alice"
+    fetched = provider.counters()["jwks"]
+    new_kid = provider.rotate_keys(drop_old=True)
+    token = provider.login("alice", aud=AUDIENCE)
+    assert jws.extract_compact(token.encode()).protected["kid"] == new_kid
+    assert iam.validate(token).subject == "alice"  # unknown kid → JWKS fetched again
+    assert provider.counters()["jwks"] == fetched + 1
+    iam.validate(provider.login("bob", aud=AUDIENCE))  # known kid: served from the cache
+    assert provider.counters()["jwks"] == fetched + 1
+
+
+def test_bad_signature_wrong_audience_and_expired_are_refused_clearly(provider: Provider, iam: IamClient) -> None:
+    good = provider.login("alice", aud=AUDIENCE)
+    header = jws.extract_compact(good.encode()).protected
+    forged = jwt.encode(header, {**json.loads(_payload(good)), "sub": "mallory"}, RSAKey.generate_key(2048))
+    cases = {
+        "bad signature": forged,
+        "wrong audience": provider.login("alice", aud="another-service"),
+        "expired": provider.login("alice", aud=AUDIENCE, ttl=-120),
+        "not yet valid": provider.login("alice", aud=AUDIENCE, issued_offset=600),
+    }
+    for reason, token in cases.items():
+        with pytest.raises(InvalidToken) as refused:
+            iam.validate(token)
+        assert refused.value.reason == reason
+        assert token not in str(refused.value) and reason in str(refused.value)
+    leeway = provider.login("alice", aud=AUDIENCE, ttl=-5)  # within the 30 s allowed clock skew
+    assert iam.validate(leeway).subject == "alice"
+
+
+def test_opaque_tokens_are_introspected(provider: Provider, iam: IamClient) -> None:
+    opaque = provider.login("carol", aud=AUDIENCE, format="opaque", groups=["cms"])
+    info = iam.validate(opaque)
+    assert (info.subject, info.groups("wlcg.groups")) == ("carol", ("cms",))
+    with pytest.raises(InvalidToken, match="wrong audience"):
+        iam.validate(provider.login("carol", aud="other", format="opaque"))
+    with pytest.raises(InvalidToken, match="inactive"):
+        iam.validate(provider.login("carol", aud=AUDIENCE, format="opaque", ttl=-1))
+
+
+def test_delegation_keeps_only_the_encrypted_refresh_token(provider: Provider, iam: IamClient, store: Store) -> None:
+    user_token = provider.login("alice", aud=AUDIENCE, groups=["cms", "dodas-admins"])
+    deployment_id = new_deployment(store, provider, "alice")
+    delegation = delegate(store, deployment_id, user_token, iam)
+    record = store.get_deployment(deployment_id)
+    assert record.has_refresh_token and record.owner_groups == ["cms", "dodas-admins"]
+    assert store.get_refresh_token(deployment_id) == delegation.refresh_token
+    assert "offline_access" in delegation.scopes
+    dump = store_dump(store)
+    assert delegation.refresh_token not in dump and user_token not in dump
+    assert delegation.refresh_token not in repr(delegation)
+    with pytest.raises(DelegationRefused, match="belongs to 'alice'"):
+        delegate(store, deployment_id, provider.login("mallory", aud=AUDIENCE), iam)
+    with pytest.raises(InvalidToken, match="wrong audience"):
+        delegate(store, deployment_id, provider.login("alice", aud="elsewhere"), iam)
+
+
+def test_refresh_rotates_and_a_revoked_token_fails_the_deployment(
+    provider: Provider, iam: IamClient, store: Store
+) -> None:
+    deployment_id = new_deployment(store, provider, "dave")
+    delegate(store, deployment_id, provider.login("dave", aud=AUDIENCE), iam)
+    first = store.get_refresh_token(deployment_id)
+    source = TokenSource(store, deployment_id, iam)
+    assert iam.validate(source.access_token()).subject == "dave"
+    second = store.get_refresh_token(deployment_id)
+    assert second != first  # the provider rotates: the new one was stored at once
+    with pytest.raises(RefreshTokenRevoked):
+        iam.refresh(first)  # the old one is dead at the IdP
+    assert source.refresh_now() is True and store.get_refresh_token(deployment_id) not in (first, second)
+
+    provider.revoke(store.get_refresh_token(deployment_id))
+    source.invalidate()
+    with pytest.raises(RefreshTokenRevoked) as revoked:
+        source.access_token()
+    reason = mark_token_failure(store, deployment_id, revoked.value)
+    record = store.get_deployment(deployment_id)
+    assert record.status == DeploymentStatus.CREATE_FAILED and record.status_reason == reason
+    assert "revoked or expired at the IdP" in reason and not record.has_refresh_token
+    assert any(e.kind == "token" and "owner must renew" in e.message for e in store.list_events(deployment_id))
+
+
+def test_unreachable_idp_is_reported_as_such(provider: Provider) -> None:
+    dead = IamClient(IamConfig(issuer=f"http://127.0.0.1:{free_port()}", client_id="x", client_secret="y" * 8))
+    with pytest.raises(IdpUnreachable, match="is the IdP up"):
+        dead.metadata()
+
+
+@pytest.mark.slow
+def test_long_running_use_spans_several_token_lifetimes(provider: Provider, iam: IamClient, store: Store) -> None:
+    deployment_id = new_deployment(store, provider, "erin")
+    delegate(store, deployment_id, provider.login("erin", aud=AUDIENCE), iam)
+    source = TokenSource(store, deployment_id, iam)
+    refreshes_before = provider.counters().get("refresh", 0)
+    seen: set[str] = set()
+    end = time.monotonic() + 1.5 * provider.access_ttl
+    while time.monotonic() < end:  # a long task using the owner's identity again and again
+        token = source.access_token()
+        info = iam.validate(token, audience=AUDIENCE)
+        assert info.subject == "erin" and info.expires_at - time.time() > 0
+        seen.add(token)
+        time.sleep(0.5)  # pacing of the simulated work, not a wait for a condition
+    assert len(seen) >= 2
+    assert provider.counters()["refresh"] - refreshes_before == len(seen)
+
+
+# -- cloud credentials ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_sts() -> Iterator[str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{url}/moto-api/", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_sts_web_identity_credentials_renew_before_expiry(
+    provider: Provider, iam: IamClient, store: Store, moto_sts: str
+) -> None:
+    deployment_id = new_deployment(store, provider, "frank")
+    delegate(store, deployment_id, provider.login("frank", aud=AUDIENCE), iam)
+    identity = AwsWebIdentity(
+        role_arn="arn:aws:iam::123456789012:role/dodas",
+        endpoint_url=moto_sts,
+        session_name="dodas-frank",
+        duration_s=900,
+    )
+    session = aws_session(identity, TokenSource(store, deployment_id, iam))
+    credentials = session.get_credentials()
+    first = credentials.get_frozen_credentials()
+    # 900 s credentials are inside botocore's 15-minute advisory window: the next use renews them
+    second = credentials.get_frozen_credentials()
+    assert first.access_key != second.access_key and second.token
+    caller = session.client("sts", endpoint_url=moto_sts).get_caller_identity()
+    assert "dodas-frank" in caller["Arn"]
+
+
+def test_keystone_oidc_access_token_auth(provider: Provider, iam: IamClient, store: Store) -> None:
+    from keystoneauth1 import loading
+    from keystoneauth1 import session as ks_session
+
+    deployment_id = new_deployment(store, provider, "grace")
+    delegate(store, deployment_id, provider.login("grace", aud=AUDIENCE), iam)
+    source = TokenSource(store, deployment_id, iam)
+    site = KeystoneSite(auth_url=f"{provider.issuer}/v3", identity_provider="dodas-iam", project_name="cms")
+    args = keystone_oidc_auth(site, source.access_token())
+    assert args["auth_type"] == "v3oidcaccesstoken"
+    plugin = loading.get_plugin_loader(args["auth_type"]).load_from_options(**args["auth"])
+    scoped = ks_session.Session(auth=plugin)
+    assert scoped.get_token() and scoped.get_project_id()
+
+    before = provider.counters().get("keystone_federated_auth", 0)
+    fresh = keystone_session(site, source)
+    assert fresh.get_token() and fresh.get_project_id() == scoped.get_project_id()
+    fresh.invalidate()  # Keystone token expired: re-authenticate with a fresh OIDC access token
+    assert fresh.get_token()
+    assert provider.counters()["keystone_federated_auth"] - before == 2
+
+
+# -- maintenance DAG and secret hygiene ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.mark.slow
+def test_token_refresh_dag_renews_marks_and_leaks_nothing(
+    provider: Provider, iam: IamClient, store: Store, airflow_db: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    alive, dead = new_deployment(store, provider, "heidi"), new_deployment(store, provider, "ivan")
+    user_tokens = [provider.login("heidi", aud=AUDIENCE), provider.login("ivan", aud=AUDIENCE)]
+    refresh_tokens = [delegate(store, alive, user_tokens[0], iam).refresh_token]
+    refresh_tokens.append(delegate(store, dead, user_tokens[1], iam).refresh_token)
+    provider.revoke(refresh_tokens[1])
+    store.set_status(alive, DeploymentStatus.CREATE_COMPLETE)
+    store.set_status(dead, DeploymentStatus.CREATE_COMPLETE)
+    conn = {
+        "conn_type": "http",
+        "host": provider.issuer,
+        "login": provider.client_id,
+        "password": provider.client_secret,
+        "extra": {"audience": AUDIENCE, "group_claim": "groups"},
+    }
+    os.environ["AIRFLOW_CONN_DODAS_IAM"] = json.dumps(conn)
+    try:
+        bag = DagBag(dag_folder=str(REPO / "dags" / "dodas_tokens.py"))
+        assert not bag.import_errors, bag.import_errors
+        run = bag.get_dag("dodas_token_refresh").test()
+    finally:
+        os.environ.pop("AIRFLOW_CONN_DODAS_IAM")
+    assert run.state == "success"
+    report = run.get_task_instances()[0].xcom_pull(task_ids="refresh_tokens")
+    assert report["renewed"] >= 1 and report["revoked"] >= 1
+    rotated = store.get_refresh_token(alive)
+    assert rotated not in refresh_tokens  # the rotated token was stored
+    assert store.get_deployment(dead).status == DeploymentStatus.UPDATE_FAILED
+    assert "revoked" in (store.get_deployment(dead).status_reason or "")
+    assert any("renewed" in e.message for e in store.list_events(alive))
+
+    secrets = [*user_tokens, *refresh_tokens, rotated, provider.client_secret]
+    captured = capfd.readouterr()
+    logs = "".join(p.read_text(errors="replace") for p in Path(os.environ["AIRFLOW_HOME"], "logs").rglob("*.log"))
+    with sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db") as raw:
+        airflow_rows = "\n".join(raw.iterdump())  # XCom, rendered fields, run conf, task instances
+    events = "\n".join(e.message for d in (alive, dead) for e in store.list_events(d))
+    places = {
+        "task output": captured.out + captured.err,
+        "task logs": logs,
+        "airflow db": airflow_rows,
+        "events": events,
+        "store": store_dump(store),
+    }
+    leaks = [(where, n) for where, text in places.items() for n, secret in enumerate(secrets) if secret in text]
+    assert leaks == []
+    assert "refresh token renewed" in airflow_rows + logs + captured.out + captured.err or report["renewed"]
+
+
+def _payload(token: str) -> str:
+    import base64
+
+    part = token.split(".")[1]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
