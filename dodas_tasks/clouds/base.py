@@ -150,7 +150,10 @@ class CloudDriver(ABC):
 DriverFactory = Callable[..., CloudDriver]
 _registry: dict[str, DriverFactory] = {}
 # Built-in clouds load lazily so importing this module stays cheap.
-_builtin: dict[str, str] = {"local": "dodas_tasks.clouds.local:LocalCloud"}
+_builtin: dict[str, str] = {
+    "local": "dodas_tasks.clouds.local:LocalCloud",
+    "openstack": "dodas_tasks.clouds.openstack:OpenStackCloud",
+}
 
 
 def register_driver(cloud: str, factory: DriverFactory | str) -> None:
