@@ -18,7 +18,7 @@ class ClusterState:
     """What the doubles answer from; tests change it directly (under `lock`)."""
 
     agents: dict[str, bool] = field(default_factory=dict)  # hostname (IP) -> active
-    credentials: tuple[str, str] | None = None
+    credentials: tuple[str, str] | list[tuple[str, str]] | None = None
     deploy_polls: int = 0  # /v2/deployments polls a deployment stays listed (slow deployments)
     unhealthy: set[str] = field(default_factory=set)  # app ids whose tasks fail their health checks
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -61,8 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
         expected = self.state.credentials
         if expected is None:
             return True
-        token = base64.b64encode(f"{expected[0]}:{expected[1]}".encode()).decode()
-        if self.headers.get("Authorization") == f"Basic {token}":
+        pairs = expected if isinstance(expected, list) else [expected]  # e.g. Mesos's and Marathon's
+        tokens = {base64.b64encode(f"{user}:{password}".encode()).decode() for user, password in pairs}
+        if self.headers.get("Authorization", "").removeprefix("Basic ") in tokens:
             return True
         self._send(401, {"message": "Invalid username or password."})
         return False
