@@ -13,6 +13,7 @@ with DAG(
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
+    is_paused_upon_creation=False,
     tags=["dodas", "maintenance"],
     doc_md="Uses the `dodas_iam` connection. Returns counts only; per-deployment outcomes are deployment events.",
 ):

@@ -192,7 +192,7 @@ def test_long_running_use_spans_several_token_lifetimes(provider: Provider, iam:
     source = TokenSource(store, deployment_id, iam)
     refreshes_before = provider.counters().get("refresh", 0)
     seen: set[str] = set()
-    end = time.monotonic() + 1.5 * provider.access_ttl
+    end = time.monotonic() + provider.access_ttl + 2  # past one full lifetime
     while time.monotonic() < end:  # a long task using the owner's identity again and again
         token = source.access_token()
         info = iam.validate(token, audience=AUDIENCE)
