@@ -63,7 +63,7 @@ class SparkStandalone(Framework):
         master_port: int = 7077,
         master_webui_port: int = 8080,
         worker_webui_port: int = 8081,
-        wait_seconds: int = 180,
+        wait_seconds: int = 300,
         drain_seconds: int = 60,
         verify_executor_memory_mb: int = 512,
         verify_partitions: int = 10,
@@ -139,9 +139,11 @@ class SparkStandalone(Framework):
         started = time.monotonic()
         result = run(cluster.single("master"), self.verify_script(cluster))
         seconds = time.monotonic() - started
-        if result.exit_status != 0:
-            reason = result.stderr.strip()[-800:] or f"exit status {result.exit_status}"
-            raise VerificationFailed(f"SparkPi failed on the master node: {reason}")
+        if result.exit_status != 0:  # the script's own "error: ..." line says why; the log tail is in the task log
+            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+            errors = [line for line in lines if line.startswith("error:")]
+            reason = (errors or lines or [f"exit status {result.exit_status}"])[-1].removeprefix("error:").strip()
+            raise VerificationFailed(f"SparkPi on {cluster.single('master').name}: {reason}")
         pi = parse_pi(result.stdout)
         return Verified(f"SparkPi: pi is roughly {pi} ({seconds:.1f} s)", {"pi": pi, "seconds": seconds})
 
