@@ -197,8 +197,9 @@ def status(deployment_id: str, events: Annotated[int, typer.Option(help="How man
             for key, value in dep.outputs.items():
                 if not key.startswith("_"):
                     typer.echo(f"  {key}: {value}")
-        typer.echo("events:")
-        for event in store.list_events(deployment_id, limit=events):
+        if events:
+            typer.echo("events:")
+        for event in store.list_events(deployment_id, limit=events) if events else []:
             typer.echo(f"  {event.time:%H:%M:%S} {event.kind:<10} {event.message}")
 
 
