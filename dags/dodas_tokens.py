@@ -20,11 +20,17 @@ with DAG(
 
     @task(retries=2, retry_delay=timedelta(minutes=5))
     def refresh_tokens() -> dict[str, int]:
+        from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+
         from dodas_tasks.airflow.iam_hook import IamHook
         from dodas_tasks.iam.maintenance import refresh_all
         from dodas_tasks.store import Store
 
+        try:
+            client = IamHook().client
+        except AirflowNotFoundException:
+            raise AirflowSkipException("no `dodas_iam` connection: no IdP configured, no token to refresh") from None
         with Store() as store:
-            return refresh_all(store, IamHook().client).as_dict()
+            return refresh_all(store, client).as_dict()
 
     refresh_tokens()
