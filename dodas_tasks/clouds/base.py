@@ -152,6 +152,7 @@ _registry: dict[str, DriverFactory] = {}
 # Built-in clouds load lazily so importing this module stays cheap.
 _builtin: dict[str, str] = {
     "local": "dodas_tasks.clouds.local:LocalCloud",
+    "ec2": "dodas_tasks.clouds.ec2:EC2Driver",
     "openstack": "dodas_tasks.clouds.openstack:OpenStackCloud",
 }
 

@@ -1,0 +1,433 @@
+"""EC2Driver: the CloudDriver interface on boto3 (via the Amazon provider's EC2Hook and an Airflow connection).
+
+Crash safety: every RunInstances carries a ClientToken derived from (deployment, group, index, attempt), so a
+retried call returns the instance the first one made. Security groups are named from their rules, volumes are
+EBS block-device mappings deleted with their instance, public IPs are auto-assigned (no Elastic IP to leak).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+from dodas_tasks.clouds.base import (
+    ACTIVE,
+    BUILD,
+    DELETED,
+    ERROR,
+    TAG_DEPLOYMENT,
+    TAG_GROUP,
+    TAG_PROJECT,
+    CloudDriver,
+    CloudError,
+    Server,
+    ServerSpec,
+)
+from dodas_tasks.clouds.ec2 import naming, resources
+from dodas_tasks.clouds.ec2.catalog import DEFAULT_IMAGE_OWNERS, instance_types, named_type, resolve_image
+from dodas_tasks.clouds.ec2.client import Ec2Connection, conn_id_from_env, connect
+from dodas_tasks.clouds.ec2.errors import aws_errors, error_code
+from dodas_tasks.clouds.ec2.resources import ProjectResource
+from dodas_tasks.clouds.sizing import choose_flavor
+from dodas_tasks.settings import PROJECT_TAG
+
+DEFAULT_CONCURRENCY = 20  # parallel cloud calls per provisioning pass (IM does 5)
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+_DEAD = {"shutting-down", "terminated"}
+_STATUS = {"pending": BUILD, "running": ACTIVE, "shutting-down": DELETED, "terminated": DELETED}
+_VOLUME_TYPES = {"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"}
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_TOKEN_CHAIN = 8  # at most this many dead instances per slot before giving up
+_attempted: set[str] = set()  # slots this process already sent a RunInstances for (retries check first)
+_attempted_lock = threading.Lock()
+
+
+class EC2Driver(CloudDriver):
+    """AWS EC2 (or any endpoint speaking its API, e.g. moto) through Airflow connection `aws_conn_id`.
+
+    Settings not given here come from the connection extra: `dodas_default_image` (used when the template names
+    no image), `dodas_subnet_id` (else the region's default subnet), `dodas_image_owners`, `dodas_max_concurrency`.
+    """
+
+    name = "ec2"
+
+    def __init__(
+        self,
+        aws_conn_id: str | None = None,
+        max_concurrency: int | None = None,
+        default_image: str | None = None,
+        subnet_id: str | None = None,
+        termination_timeout_s: float = 600.0,
+    ) -> None:
+        self.conn_id = aws_conn_id or conn_id_from_env()
+        self._max_concurrency = max_concurrency
+        self._default_image = default_image
+        self._subnet_id = subnet_id
+        self.termination_timeout_s = termination_timeout_s
+        self._conn: Ec2Connection | None = None
+        self._lock = threading.Lock()
+        self._group_locks: dict[str, threading.Lock] = {}
+        self._groups: dict[str, str] = {}  # security group name -> id, ensured by this driver
+        self._subnet: dict[str, str] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        """Parallel calls allowed: option, else connection extra `dodas_max_concurrency`, else 20."""
+        if self._max_concurrency is None:
+            self._max_concurrency = int(self.conn.extra.get("dodas_max_concurrency") or DEFAULT_CONCURRENCY)
+        return self._max_concurrency
+
+    @property
+    def conn(self) -> Ec2Connection:
+        if self._conn is None:
+            self._conn = connect(self.conn_id)
+        return self._conn
+
+    @property
+    def client(self) -> Any:
+        return self.conn.client
+
+    def _call(self, what: str, **params: Any) -> Any:
+        method = getattr(self.client, re.sub(r"(?<!^)(?=[A-Z])", "_", what).lower())
+        with aws_errors(what, self.conn_id):
+            return method(**params)
+
+    # -- servers ----------------------------------------------------------------------------------------------
+
+    def create_server(self, spec: ServerSpec) -> Server:
+        image = resolve_image(self.client, self._image_ref(spec.image), self.conn_id, self._image_owners())
+        if spec.flavor.instance_type:
+            flavor = named_type(self.client, spec.flavor.instance_type, self.conn_id)
+        else:  # the smallest fitting type; disk never rules one out (the root volume is sized below)
+            options = instance_types(self.client, image.architecture, self.conn_id)
+            flavor = choose_flavor(options, replace(spec.flavor, disk_gb=0), "EC2")
+        rules = naming.ingress_rules(spec.ports)
+        devices = self._block_devices(spec, image)  # validates volumes before anything is created
+        subnet = self._default_subnet()
+        group_id = self._ensure_security_group(spec, rules, subnet["VpcId"])
+        tags = _aws_tags({**spec.tags, "Name": spec.name})
+        params: dict[str, Any] = {
+            "ImageId": image.id,
+            "InstanceType": flavor.name,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "KeyName": spec.key_name,
+            "NetworkInterfaces": [
+                {
+                    "DeviceIndex": 0,
+                    "SubnetId": subnet["SubnetId"],
+                    "Groups": [group_id],
+                    "AssociatePublicIpAddress": spec.network.upper() == "PUBLIC",
+                    "DeleteOnTermination": True,
+                }
+            ],
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}]
+            + ([{"ResourceType": "volume", "Tags": tags}] if devices else []),
+        }
+        if devices:
+            params["BlockDeviceMappings"] = devices
+        if spec.user_data:
+            params["UserData"] = spec.user_data
+        return self._run_idempotent(spec, params)
+
+    def _run_idempotent(self, spec: ServerSpec, params: dict[str, Any]) -> Server:
+        """RunInstances along the slot's token chain: a token spent on a dead instance moves to the next one.
+
+        A slot this process already tried is looked up by its tags first, which covers endpoints that ignore
+        ClientToken (moto does) for in-process retries; across processes the provisioner adopts by tag.
+        """
+        slot = naming.slot_key(spec.tags, spec.name)
+        with _attempted_lock:
+            retried = slot in _attempted
+            _attempted.add(slot)
+        if retried:
+            live = self.list_servers(spec.tags)
+            if live:
+                return live[0]
+        for link in range(_TOKEN_CHAIN):
+            try:
+                reply = self._call("RunInstances", ClientToken=naming.client_token(slot, link), **params)
+            except CloudError as exc:
+                if error_code(exc) == "IdempotentParameterMismatch":
+                    continue  # the token was used with other parameters (a previous life of this slot)
+                raise
+            instance = reply["Instances"][0]
+            if instance["State"]["Name"] in _DEAD:
+                continue  # the token belongs to an instance that has since died: take the next one
+            return _to_server(instance)
+        raise CloudError(
+            f"{spec.name}: {_TOKEN_CHAIN} earlier instances of this slot died; set a new {naming.ATTEMPT_TAG}"
+        )
+
+    def get_server(self, server_id: str) -> Server | None:
+        instance = self._describe_instance(server_id)
+        return _to_server(instance) if instance else None
+
+    def list_servers(self, tags: dict[str, str]) -> list[Server]:
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+        filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
+        return [_to_server(i) for i in self._instances(filters)]
+
+    def delete_server(self, server_id: str) -> None:
+        """Terminate; the last instance of a DODAS security group also removes the group."""
+        instance = self._describe_instance(server_id)
+        if instance is None:
+            return
+        if instance["State"]["Name"] != "terminated":
+            try:
+                self._call("TerminateInstances", InstanceIds=[server_id])
+            except CloudError as exc:
+                if not error_code(exc).startswith("InvalidInstanceID"):
+                    raise
+        groups = {g["GroupId"]: g["GroupName"] for g in instance.get("SecurityGroups", [])}
+        for nic in instance.get("NetworkInterfaces", []):
+            groups.update({g["GroupId"]: g["GroupName"] for g in nic.get("Groups", [])})
+        ours = [gid for gid, name in groups.items() if name.startswith("dodas-")]
+        if ours and not self._group_alive(_tags_of(instance)):
+            self._wait_terminated(server_id)
+            for group_id in ours:
+                self.delete_security_group(group_id)
+
+    def _describe_instance(self, server_id: str) -> dict[str, Any] | None:
+        try:
+            reply = self._call("DescribeInstances", InstanceIds=[server_id])
+        except CloudError as exc:
+            if error_code(exc).startswith("InvalidInstanceID"):
+                return None
+            raise
+        return next((i for r in reply["Reservations"] for i in r["Instances"]), None)
+
+    def _instances(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with aws_errors("DescribeInstances", self.conn_id):
+            pages = self.client.get_paginator("describe_instances").paginate(Filters=filters)
+            return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+
+    def _group_alive(self, tags: dict[str, str]) -> bool:
+        """Whether the compute group still has live instances (its security group is still needed). Asked by tag,
+        not by group id: that filter misses groups set on network interfaces on some endpoints (moto)."""
+        if TAG_DEPLOYMENT not in tags or TAG_GROUP not in tags:
+            return True  # not a DODAS group member: never delete its security groups
+        filters = [{"Name": f"tag:{k}", "Values": [tags[k]]} for k in (TAG_DEPLOYMENT, TAG_GROUP)]
+        return bool(self._instances([*filters, {"Name": "instance-state-name", "Values": LIVE_STATES}]))
+
+    def _wait_terminated(self, server_id: str) -> None:
+        """Security groups can only go once their instances are terminated (not just shutting down)."""
+        deadline, delay = time.monotonic() + self.termination_timeout_s, 1.0
+        while True:
+            instance = self._describe_instance(server_id)
+            if instance is None or instance["State"]["Name"] == "terminated":
+                return
+            if time.monotonic() > deadline:
+                raise CloudError(f"instance {server_id} still {instance['State']['Name']}", retryable=True)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+
+    # -- key pairs ----------------------------------------------------------------------------------------------
+
+    def import_key_pair(self, name: str, public_key: str) -> None:
+        tags = [{"Key": TAG_PROJECT, "Value": PROJECT_TAG}]
+        if name.startswith("dodas-") and _UUID.match(name[6:]):
+            tags.append({"Key": TAG_DEPLOYMENT, "Value": name[6:]})
+        try:
+            self._call(
+                "ImportKeyPair",
+                KeyName=name,
+                PublicKeyMaterial=public_key.encode(),
+                TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags}],
+            )
+            return
+        except CloudError as exc:
+            if error_code(exc) != "InvalidKeyPair.Duplicate":
+                raise
+        existing = self._call("DescribeKeyPairs", KeyNames=[name], IncludePublicKey=True)["KeyPairs"]
+        stored = (existing[0].get("PublicKey") or "").split()[:2] if existing else []
+        if stored and stored != public_key.split()[:2]:
+            raise CloudError(f"key pair {name!r} already exists on EC2 with a different public key; delete it first")
+
+    def delete_key_pair(self, name: str) -> None:
+        try:
+            self._call("DeleteKeyPair", KeyName=name)
+        except CloudError as exc:
+            if error_code(exc) != "InvalidKeyPair.NotFound":
+                raise
+
+    # -- security groups ----------------------------------------------------------------------------------------
+
+    def _ensure_security_group(self, spec: ServerSpec, rules: list[naming.Rule], vpc_id: str) -> str:
+        """The group for this deployment, compute group and port set, created once and completed if a crash
+        left it without some of its rules."""
+        name = naming.security_group_name(spec.tags, spec.name, rules)
+        with self._lock:
+            lock = self._group_locks.setdefault(name, threading.Lock())
+        with lock:
+            if name in self._groups:
+                return self._groups[name]
+            group = self._find_group(name, vpc_id)
+            if group is None:
+                tags = {TAG_PROJECT: PROJECT_TAG, "Name": name}
+                tags.update({k: spec.tags[k] for k in (TAG_DEPLOYMENT, TAG_GROUP) if k in spec.tags})
+                try:
+                    self._call(
+                        "CreateSecurityGroup",
+                        GroupName=name,
+                        Description=f"DODAS {spec.tags.get(TAG_DEPLOYMENT, spec.name)} ports",
+                        VpcId=vpc_id,
+                        TagSpecifications=[
+                            {
+                                "ResourceType": "security-group",
+                                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                            }
+                        ],
+                    )
+                except CloudError as exc:
+                    if error_code(exc) != "InvalidGroup.Duplicate":
+                        raise
+                group = self._find_group(name, vpc_id)
+                if group is None:
+                    raise CloudError(f"security group {name} vanished right after creation", retryable=True)
+            missing = sorted(set(rules) - naming.from_permissions(group.get("IpPermissions", [])))
+            if missing:
+                try:
+                    self._call(
+                        "AuthorizeSecurityGroupIngress",
+                        GroupId=group["GroupId"],
+                        IpPermissions=naming.to_permissions(missing),
+                    )
+                except CloudError as exc:
+                    if error_code(exc) != "InvalidPermission.Duplicate":
+                        raise
+            self._groups[name] = group["GroupId"]
+            return group["GroupId"]
+
+    def _find_group(self, name: str, vpc_id: str) -> dict[str, Any] | None:
+        filters = [{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]
+        groups = self._call("DescribeSecurityGroups", Filters=filters)["SecurityGroups"]
+        return groups[0] if groups else None
+
+    def delete_security_group(self, group_id: str, timeout_s: float = 120.0) -> None:
+        """Delete, retrying while EC2 still sees a (terminating) instance in it; unknown groups are fine."""
+        deadline, delay = time.monotonic() + timeout_s, 1.0
+        while True:
+            try:
+                self._call("DeleteSecurityGroup", GroupId=group_id)
+            except CloudError as exc:
+                if error_code(exc) == "InvalidGroup.NotFound":
+                    break
+                in_use = error_code(exc) == "DependencyViolation"
+                if not in_use or time.monotonic() > deadline:
+                    raise CloudError(str(exc), retryable=exc.retryable or in_use) from None
+                time.sleep(delay)
+                delay = min(delay * 1.5, 10.0)
+                continue
+            break
+        with self._lock:
+            self._groups = {n: g for n, g in self._groups.items() if g != group_id}
+
+    # -- leak collection ----------------------------------------------------------------------------------------
+
+    def list_project_resources(self) -> list[ProjectResource]:
+        """Instances, key pairs, security groups and volumes DODAS made here, with their deployment."""
+        return resources.list_project_resources(self)
+
+    def delete_resource(self, kind: str, resource_id: str) -> None:
+        """Delete one resource from list_project_resources() (kind: instance/key_pair/security_group/volume)."""
+        resources.delete_resource(self, kind, resource_id)
+
+    # -- images, networks, disks -------------------------------------------------------------------------------
+
+    def _image_ref(self, image: str) -> str:
+        if image and image != "default":
+            return image
+        default = self._default_image or self.conn.extra.get("dodas_default_image")
+        if not default:
+            raise CloudError(
+                "the template names no image: give the Compute node an os image (aws://<region>/ami-… or an AMI "
+                f"name) or set dodas_default_image in the extra of Airflow connection {self.conn_id!r}"
+            )
+        return str(default)
+
+    def _image_owners(self) -> tuple[str, ...]:
+        owners = self.conn.extra.get("dodas_image_owners")
+        return tuple(owners) if owners else DEFAULT_IMAGE_OWNERS
+
+    def _default_subnet(self) -> dict[str, str]:
+        """The configured subnet, else the region's first default subnet (sorted by zone for stability)."""
+        with self._lock:
+            if self._subnet is not None:
+                return self._subnet
+        subnet_id = self._subnet_id or self.conn.extra.get("dodas_subnet_id")
+        if subnet_id:
+            found = self._call("DescribeSubnets", SubnetIds=[subnet_id])["Subnets"]
+        else:
+            found = self._call("DescribeSubnets", Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+        if not found:
+            raise CloudError(
+                f"no subnet to launch in: the region has no default VPC; set dodas_subnet_id in the extra of "
+                f"Airflow connection {self.conn_id!r}"
+            )
+        subnet = min(found, key=lambda s: (s.get("AvailabilityZone", ""), s["SubnetId"]))
+        with self._lock:
+            self._subnet = {"SubnetId": subnet["SubnetId"], "VpcId": subnet["VpcId"]}
+            return self._subnet
+
+    @staticmethod
+    def _block_devices(spec: ServerSpec, image: Any) -> list[dict[str, Any]]:
+        """Root disk grown to flavor.disk_gb, plus one EBS volume per BlockStorage (deleted with the instance).
+
+        Volumes come from an optional `spec.volumes`: dicts or objects with name, size_gb, device, volume_type.
+        """
+        devices = []
+        if spec.flavor.disk_gb and spec.flavor.disk_gb > image.root_size_gb:
+            devices.append(
+                {
+                    "DeviceName": image.root_device,
+                    "Ebs": {"VolumeSize": int(spec.flavor.disk_gb), "DeleteOnTermination": True},
+                }
+            )
+        for n, volume in enumerate(getattr(spec, "volumes", None) or []):
+            v = volume if isinstance(volume, dict) else vars(volume)
+            size = v.get("size_gb")
+            if not size or float(size) <= 0:
+                raise CloudError(f"volume {v.get('name')!r}: needs a size (BlockStorage size, e.g. 10 GB)")
+            kind = v.get("volume_type") or "gp3"
+            if kind not in _VOLUME_TYPES:
+                raise CloudError(f"volume {v.get('name')!r}: type {kind!r} is not one of {sorted(_VOLUME_TYPES)}")
+            device = v.get("device") or f"/dev/sd{chr(ord('f') + n)}"
+            ebs = {"VolumeSize": max(1, math.ceil(float(size))), "VolumeType": kind, "DeleteOnTermination": True}
+            devices.append({"DeviceName": device, "Ebs": ebs})
+        return devices
+
+
+def _aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _tags_of(item: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+
+
+def _to_server(instance: dict[str, Any]) -> Server:
+    tags = _tags_of(instance)
+    state = instance["State"]["Name"]
+    reason = instance.get("StateReason") or {}
+    status = _STATUS.get(state, ERROR)
+    fault = None
+    if state in _DEAD and str(reason.get("Code", "")).startswith("Server."):
+        status = ERROR  # died at AWS's hand (capacity, internal error), not deleted by us
+    if status == ERROR:
+        fault = f"{state}: {reason.get('Message') or reason.get('Code') or 'no reason given'}"
+    return Server(
+        id=instance["InstanceId"],
+        name=tags.get("Name", instance["InstanceId"]),
+        status=status,
+        private_ip=instance.get("PrivateIpAddress"),
+        public_ip=instance.get("PublicIpAddress"),
+        tags=tags,
+        fault=fault,
+    )

@@ -1,0 +1,83 @@
+"""Deterministic EC2 names: idempotency tokens for RunInstances and security groups named after their rules."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dodas_tasks.clouds.base import TAG_DEPLOYMENT, TAG_GROUP, TAG_INDEX, CloudError
+
+ATTEMPT_TAG = "dodas:attempt"  # set by the provisioner when it deliberately creates a slot again
+SSH = ("tcp", 22, 22, "0.0.0.0/0")
+Rule = tuple[str, int, int, str]  # protocol, from port, to port, CIDR
+
+
+def slot_key(tags: Mapping[str, str], name: str) -> str:
+    """(deployment, group, index, attempt) of a server, hashed: the base of its ClientTokens."""
+    parts = [
+        tags.get(TAG_DEPLOYMENT, ""),
+        tags.get(TAG_GROUP, ""),
+        tags.get(TAG_INDEX, name),
+        tags.get(ATTEMPT_TAG, "0"),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
+
+
+def client_token(slot: str, link: int) -> str:
+    """The n-th token of a slot's chain (a token AWS already spent on a dead instance moves us to the next)."""
+    return f"dodas-{slot}-{link}"  # ≤ 64 ASCII characters, as AWS requires
+
+
+def ingress_rules(ports: Iterable[Mapping[str, Any] | Any]) -> list[Rule]:
+    """TOSCA endpoint ports (dicts name/protocol/source/source_range/remote_cidr) plus SSH, sorted and unique."""
+    rules = {SSH}
+    for port in ports:
+        p = port if isinstance(port, Mapping) else vars(port)
+        protocol = str(p.get("protocol") or "tcp").lower()
+        if protocol not in ("tcp", "udp", "icmp"):
+            raise CloudError(f"port {p.get('name')!r}: protocol {protocol!r} is not tcp, udp or icmp")
+        cidr = str(p.get("remote_cidr") or "0.0.0.0/0")
+        if p.get("source_range"):
+            low, high = (int(v) for v in p["source_range"])
+        elif p.get("source") is not None:
+            low = high = int(p["source"])
+        else:
+            raise CloudError(f"port {p.get('name')!r}: needs `source` or `source_range`")
+        if protocol == "icmp":
+            low, high = -1, -1
+        elif not 0 < low <= high <= 65535:
+            raise CloudError(f"port {p.get('name')!r}: {low}-{high} is not a valid port range")
+        rules.add((protocol, low, high, cidr))
+    return sorted(rules)
+
+
+def security_group_name(tags: Mapping[str, str], name: str, rules: list[Rule]) -> str:
+    """dodas-<deployment>-<group>-<hash of the rules>: one group per deployment, compute group and port set."""
+    digest = hashlib.sha256(repr(rules).encode()).hexdigest()[:8]
+    owner = tags.get(TAG_DEPLOYMENT) or name
+    return f"dodas-{owner}-{tags.get(TAG_GROUP, 'vm')}-{digest}"[:255]
+
+
+def to_permissions(rules: Iterable[Rule]) -> list[dict[str, Any]]:
+    """EC2 IpPermissions, one per rule."""
+    return [
+        {"IpProtocol": proto, "FromPort": low, "ToPort": high, "IpRanges": [{"CidrIp": cidr}]}
+        for proto, low, high, cidr in rules
+    ]
+
+
+def from_permissions(permissions: Iterable[Mapping[str, Any]]) -> set[Rule]:
+    """The rules an existing security group already has."""
+    have = set()
+    for perm in permissions:
+        for ip_range in perm.get("IpRanges", []):
+            have.add(
+                (
+                    str(perm.get("IpProtocol")),
+                    int(perm.get("FromPort", -1)),
+                    int(perm.get("ToPort", -1)),
+                    str(ip_range.get("CidrIp")),
+                )
+            )
+    return have

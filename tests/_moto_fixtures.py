@@ -1,0 +1,214 @@
+"""moto's EC2 server on loopback, an HTTP proxy in front of it (latency, faults, call counts), Airflow connections.
+
+Also used by bench/provision_ec2.py. Every process started here is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+REGION = "us-east-1"
+UBUNTU_AMI = "ami-1e749f67"  # one of the AMIs moto ships (ubuntu-trusty-14.04-amd64-server-20170727)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(port: int, deadline_s: float = 60.0) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {deadline_s} s")
+
+
+@dataclass
+class MotoServer:
+    """`moto_server -H 127.0.0.1 -p PORT` as a child process."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoServer:
+        exe = Path(sys.executable).with_name("moto_server")
+        self.process = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_listening(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, 9)
+                self.process.wait()
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` calls of `action` with an EC2 error instead of forwarding them."""
+
+    action: str
+    code: str
+    message: str
+    status: int = 400
+    times: int = 1
+
+
+class AwsProxy:
+    """A threaded HTTP proxy to an EC2 endpoint: delays chosen actions, injects EC2 errors, counts calls by Action."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.latency: dict[str, float] = {}
+        self.faults: list[Fault] = []
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+            do_GET = do_POST
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> AwsProxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.faults.clear()
+            self.latency.clear()
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        action = (parse_qs(body.decode(errors="replace")).get("Action") or ["?"])[0]
+        with self._lock:
+            self.calls[action] += 1
+            fault = next((f for f in self.faults if f.action == action and f.times > 0), None)
+            if fault:
+                fault.times -= 1
+        if fault:
+            xml = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+                f"<Code>{fault.code}</Code><Message>{fault.message}</Message>"
+                "</Error></Errors><RequestID>dodas-proxy</RequestID></Response>"
+            ).encode()
+            self._reply(request, fault.status, {"Content-Type": "text/xml"}, xml)
+            return
+        time.sleep(self.latency.get(action, 0.0))
+        status, headers, payload = self._forward(request.command, request.path, dict(request.headers), body)
+        self._reply(request, status, headers, payload)
+
+    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        for attempt in (1, 2):  # a kept-alive upstream connection may have been closed: reconnect once
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = http.client.HTTPConnection(
+                    self.upstream.hostname, self.upstream.port, timeout=120
+                )
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                return response.status, dict(response.getheaders()), response.read()
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _reply(request: BaseHTTPRequestHandler, status: int, headers: dict, payload: bytes) -> None:
+        request.send_response(status)
+        for key, value in headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                request.send_header(key, value)
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+
+
+def aws_connection(endpoint: str, **extra: object) -> str:
+    """An Airflow `aws` connection as the JSON an AIRFLOW_CONN_<ID> variable holds."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"region_name": REGION, "endpoint_url": endpoint, **extra},
+        }
+    )
+
+
+DIRECT_CONN = "dodas_moto"  # straight to moto; what get_driver("ec2") uses in these tests (DODAS_EC2_CONN_ID)
+PROXY_CONN = "dodas_moto_proxy"  # through the proxy: latency, faults, counts
+
+
+@contextmanager
+def ec2_connections(moto_server: MotoServer, aws_proxy: AwsProxy) -> Iterator[dict[str, str]]:
+    """Airflow connections to moto (direct and proxied) as env vars; get_driver("ec2") picks the direct one."""
+    env = {
+        f"AIRFLOW_CONN_{DIRECT_CONN.upper()}": aws_connection(moto_server.url, dodas_default_image=UBUNTU_AMI),
+        f"AIRFLOW_CONN_{PROXY_CONN.upper()}": aws_connection(aws_proxy.url, dodas_default_image=UBUNTU_AMI),
+        "DODAS_EC2_CONN_ID": DIRECT_CONN,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield {"direct": DIRECT_CONN, "proxy": PROXY_CONN}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
