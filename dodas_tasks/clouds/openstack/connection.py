@@ -128,7 +128,7 @@ def _hook_class() -> type:
                 import openstack
                 from keystoneauth1 import session as ks_session
 
-                params = self.get_connection(self.os_conn_id)
+                params = _airflow_connection(self, self.os_conn_id)
                 extra = params.extra_dejson
                 verify = extra.get("verify", True)
                 sess = ks_session.Session(
@@ -151,6 +151,18 @@ def _hook_class() -> type:
             return self.conn
 
     return SiteHook
+
+
+def _airflow_connection(hook: Any, conn_id: str) -> Any:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return hook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise CloudError(
+            f"Airflow connection {conn_id!r} is not defined: create it (conn_type openstack, host = Keystone v3 URL) "
+            "or point DODAS_OPENSTACK_CONN_ID at the site's connection"
+        ) from None
 
 
 _lock = threading.Lock()

@@ -275,6 +275,7 @@ class OpenStackCloud(CloudDriver):
             attrs["block_device_mapping"] = mappings
         if spec.user_data:
             attrs["user_data"] = base64.b64encode(spec.user_data.encode()).decode()
+        port_id = None
         if public:
             port_id = self._public_port(spec, network_id, external_id, sg_ids)
             attrs["networks"] = [{"port": port_id}]
@@ -288,7 +289,9 @@ class OpenStackCloud(CloudDriver):
         except CloudError as exc:
             if exc.retryable:
                 self._uncertain.add(spec.name)
-            elif deployment:  # e.g. a group deleted behind our back: look it up again next time
+            if not exc.retryable and port_id:  # nothing will use the port: release it and its floating IP
+                self._release_port(port_id)
+            if not exc.retryable and deployment:  # e.g. a group deleted behind our back: look it up again next time
                 self._cache.drop(f"sg:{internal_sg_name(deployment)}")
                 self._cache.drop(f"key:{spec.key_name}")
             raise
@@ -317,11 +320,25 @@ class OpenStackCloud(CloudDriver):
                     description=_describe(spec.tags),
                 )
                 fips = []
-            if not fips:
-                self.conn.network.create_ip(
-                    floating_network_id=external_id, port_id=port.id, description=f"{spec.name} {_describe(spec.tags)}"
-                )
+        if not fips:
+            try:
+                with cloud_errors(f"allocate a floating IP for {spec.name}"):
+                    self.conn.network.create_ip(
+                        floating_network_id=external_id,
+                        port_id=port.id,
+                        description=f"{spec.name} {_describe(spec.tags)}",
+                    )
+            except CloudError as exc:
+                if not exc.retryable:  # e.g. floating IP quota: the port alone is of no use
+                    self._release_port(port.id)
+                raise
         return port.id
+
+    def _release_port(self, port_id: str) -> None:
+        with cloud_errors(f"release port {port_id}"):
+            for fip in self.conn.network.ips(port_id=port_id):
+                self.conn.network.delete_ip(fip, ignore_missing=True)
+            self.conn.network.delete_port(port_id, ignore_missing=True)
 
     def get_server(self, server_id: str) -> Server | None:
         raw = self._get_raw(server_id)
@@ -402,6 +419,16 @@ class OpenStackCloud(CloudDriver):
             for s in self._raw_servers()
             if (s.metadata or {}).get(TAG_DEPLOYMENT) == deployment_id and not _deleting(s)
         }
+        with cloud_errors(f"list ports of {deployment_id}"):
+            strays = [
+                p.id
+                for p in self.conn.network.ports()
+                if not p.device_id
+                and _parse(p.description).get(TAG_DEPLOYMENT) == deployment_id
+                and _parse(p.description).get(TAG_GROUP) not in live
+            ]
+        for port_id in strays:  # public ports whose server never came (create gave up between port and server)
+            self._release_port(port_id)
         with cloud_errors(f"list security groups of {deployment_id}"):
             groups = [g for g in self.conn.network.security_groups() if g.name.startswith(prefix)]
         busy = {group_sg_name(deployment_id, g) for g in live if g}
@@ -451,6 +478,17 @@ class OpenStackCloud(CloudDriver):
                     found.append(CloudResource("volume", volume.id, volume.name or "", tags))
         return found
 
+    def _delete_volume(self, volume_id: str) -> None:
+        volume = self.conn.block_storage.find_volume(volume_id, ignore_missing=True)
+        if volume is None:
+            return
+        if volume.attachments:  # Nova frees it when its server is gone (and deletes it if it was the server's)
+            servers = ", ".join(a.get("server_id", "?") for a in volume.attachments)
+            raise CloudError(
+                f"volume {volume_id} is still attached to {servers}; retry once it is gone", retryable=True
+            )
+        self.conn.block_storage.delete_volume(volume, ignore_missing=True)
+
     def delete_resource(self, kind: str, resource_id: str) -> None:
         """Delete one resource listed by list_project_resources; unknown ids are not an error."""
         deleters = {
@@ -459,7 +497,7 @@ class OpenStackCloud(CloudDriver):
             "security_group": lambda i: self.conn.network.delete_security_group(i, ignore_missing=True),
             "port": lambda i: self.conn.network.delete_port(i, ignore_missing=True),
             "floating_ip": lambda i: self.conn.network.delete_ip(i, ignore_missing=True),
-            "volume": lambda i: self.conn.block_storage.delete_volume(i, ignore_missing=True),
+            "volume": self._delete_volume,
         }
         if kind not in deleters:
             raise CloudError(f"unknown resource kind {kind!r}; known: {', '.join(deleters)}")
