@@ -358,9 +358,12 @@ class EC2Driver(CloudDriver):
 
     def _default_subnet(self) -> dict[str, str]:
         """The configured subnet, else the region's first default subnet (sorted by zone for stability)."""
-        with self._lock:
-            if self._subnet is not None:
-                return self._subnet
+        with self._lock:  # held while asking: 20 threads creating at once ask once
+            if self._subnet is None:
+                self._subnet = self._find_subnet()
+            return self._subnet
+
+    def _find_subnet(self) -> dict[str, str]:
         subnet_id = self._subnet_id or self.conn.extra.get("dodas_subnet_id")
         if subnet_id:
             found = self._call("DescribeSubnets", SubnetIds=[subnet_id])["Subnets"]
@@ -372,9 +375,7 @@ class EC2Driver(CloudDriver):
                 f"Airflow connection {self.conn_id!r}"
             )
         subnet = min(found, key=lambda s: (s.get("AvailabilityZone", ""), s["SubnetId"]))
-        with self._lock:
-            self._subnet = {"SubnetId": subnet["SubnetId"], "VpcId": subnet["VpcId"]}
-            return self._subnet
+        return {"SubnetId": subnet["SubnetId"], "VpcId": subnet["VpcId"]}
 
     @staticmethod
     def _block_devices(spec: ServerSpec, image: Any) -> list[dict[str, Any]]:
