@@ -32,6 +32,13 @@ with DAG(
         "template_text": Param("", type="string", format="multiline", title="Or paste a TOSCA template"),
         "inputs": Param({}, type="object", title="Inputs", description='e.g. {"number_of_workers": 2}'),
         "cloud": Param("local", type="string", enum=known_clouds(), title="Cloud"),
+        # "access_token" is in Airflow's sensitive names: the masker hides it in conf and logs
+        "access_token": Param(
+            None,
+            type=["null", "string"],
+            title="IAM access token (optional)",
+            description="Your INDIGO IAM access token: the deployment becomes yours and can act for you for months",
+        ),
     },
     doc_md="Submit a TOSCA template: it is validated, registered, and its deployment DAG starts by itself.",
 ):

@@ -342,3 +342,37 @@ def _payload(token: str) -> str:
 
     part = token.split(".")[1]
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+def test_submission_with_a_token_is_delegated_to_its_subject(
+    provider: Provider, iam: IamClient, store: Store, airflow_db: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """dodas_submit with the user's access token: owner = token subject, refresh token kept encrypted, no leak."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    token = provider.login("judy", aud=AUDIENCE, ttl=900)  # outlives a slow DagBag parse
+    template = (REPO / "templates" / "spark_local.yaml").read_text()
+    conn = {
+        "conn_type": "http",
+        "host": provider.issuer,
+        "login": provider.client_id,
+        "password": provider.client_secret,
+        "extra": {"audience": AUDIENCE, "group_claim": "wlcg.groups"},
+    }
+    os.environ["AIRFLOW_CONN_DODAS_IAM"] = json.dumps(conn)
+    try:
+        dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag("dodas_submit")
+        run = dag.test(run_conf={"template_text": template, "access_token": token, "inputs": {}})
+        bad = dag.test(run_conf={"template_text": template, "access_token": token[:-4] + "AAAA", "inputs": {}})
+    finally:
+        os.environ.pop("AIRFLOW_CONN_DODAS_IAM")
+    assert run.state == "success" and bad.state == "failed"
+    info = next(ti for ti in run.get_task_instances() if ti.task_id == "register").xcom_pull(task_ids="register")
+    dep = store.get_deployment(info["deployment_id"])
+    assert (dep.owner_subject, dep.owner_issuer) == ("judy", provider.issuer)
+    refresh = store.get_refresh_token(dep.id)
+    assert refresh and refresh not in store_dump(store)
+    captured = capfd.readouterr()
+    assert token not in captured.out + captured.err and refresh not in captured.out + captured.err
+    assert all(token not in e.message for e in store.list_events(dep.id))
+    store.update_deployment(dep.id, status=DeploymentStatus.DELETE_COMPLETE)  # nothing was provisioned

@@ -23,7 +23,19 @@ def template_choices() -> list[str]:
 
 
 def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
-    """Validate and register a submission; a bad template or input fails the task with the full report."""
+    """Validate and register a submission; a bad template or input fails the task with the full report.
+
+    With an IAM `access_token` the deployment is delegated: owned by the token's subject, refreshed for hours.
+    """
+    token = params.get("access_token") or None
+    iam = None
+    if token:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(token)  # before anything can log it
+        from dodas_tasks.airflow.iam_hook import IamHook
+
+        iam = IamHook().client
     text = (params.get("template_text") or "").strip()
     source = "pasted template"
     if not text:
@@ -33,6 +45,7 @@ def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
         text = (TEMPLATES_DIR / name).read_text()
         source = f"templates/{name}"
     from dodas_tasks.deploy import service  # compiler and tosca-parser load in the task, not at DAG parse
+    from dodas_tasks.iam import IamError
     from dodas_tasks.tosca.errors import DodasTemplateError
 
     inputs = params.get("inputs") or {}
@@ -47,10 +60,14 @@ def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
                 cloud=params.get("cloud") or "local",
                 owner=service.Owner(subject=user or "airflow-user", issuer="airflow"),
                 source=source,
+                access_token=token,
+                iam=iam,
             )
         except DodasTemplateError as exc:
             log.error("%s", exc.report())
             raise AirflowFailException(exc.report()) from None
+        except IamError as exc:  # invalid/expired token, IdP down: nothing was created; no token in the message
+            raise AirflowFailException(f"IAM: {exc}") from None
     log.info("registered deployment %s: its DAG is %s", deployment_id, dag_id(deployment_id))
     return {"deployment_id": deployment_id, "dag_id": dag_id(deployment_id)}
 

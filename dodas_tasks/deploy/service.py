@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
@@ -18,6 +18,9 @@ from dodas_tasks.store.vocabulary import DeploymentStatus
 from dodas_tasks.tosca.compiler import compile as compile_template
 from dodas_tasks.tosca.errors import DodasTemplateError, TemplateProblem
 from dodas_tasks.tosca.plan import Plan
+
+if TYPE_CHECKING:
+    from dodas_tasks.iam import IamClient
 
 LIVE_STATUSES = {
     DeploymentStatus.CREATE_IN_PROGRESS,
@@ -54,14 +57,30 @@ def submit(
     owner: Owner | None = None,
     options: dict[str, Any] | None = None,
     source: str = "template",
+    access_token: str | None = None,
+    iam: IamClient | None = None,
 ) -> str:
-    """Compile, then register a new deployment; raises DodasTemplateError before anything is created."""
+    """Compile, then register a new deployment; raises DodasTemplateError before anything is created.
+
+    With the submitter's `access_token` (and the service's IAM client), the token is validated and exchanged for
+    a refresh token the service keeps (encrypted); the owner is then the token's (issuer, subject). An invalid
+    token raises an IamError, and nothing is created.
+    """
     if cloud not in known_clouds():
         raise DodasTemplateError(
             [TemplateProblem("input", f"cloud {cloud!r} is not configured", hint=f"use one of: {known_clouds()}")],
             source,
         )
     plan = compile_template(template_text, inputs or {}, source=source)
+    refresh_token = None
+    if access_token is not None:
+        if iam is None:
+            raise ValueError("an access token was given but no IAM client is configured (connection dodas_iam)")
+        from dodas_tasks.iam import delegate_token
+
+        delegation = delegate_token(iam, access_token)
+        owner = Owner(subject=delegation.subject, issuer=delegation.issuer, groups=tuple(delegation.groups))
+        refresh_token = delegation.refresh_token
     owner = owner or Owner()
     keys = generate_keypair(comment="dodas-deployment")
     taken = {short_id(d.id) for d in store.list_deployments()}
@@ -83,6 +102,7 @@ def submit(
         cloud=cloud,
         options=options or {},
         desired_counts={g.name: g.count for g in plan.groups},
+        refresh_token=refresh_token,
     )
 
 
