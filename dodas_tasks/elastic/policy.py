@@ -206,7 +206,7 @@ def _scale_out(
         return Decision(NONE, f"demand unmet, but {limit} is reached"), state
     caps = [] if add == wanted else [f"capped by max_count {obs.max_count} / max_booting {settings.max_booting}"]
     reason = (
-        f"{obs.pending_demand} core(s) wanted by {obs.waiting_apps} waiting app(s) for "
+        f"{obs.pending_demand} core(s) wanted and not granted ({obs.waiting_apps} app(s) waiting) for "
         f"{obs.now - state.backlog_since:.0f} s; {obs.cores_per_node} core(s) per node, {booting} node(s) already "
         f"coming: adding {add}" + (f" ({caps[0]})" if caps else "")
     )

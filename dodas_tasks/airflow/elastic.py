@@ -1,0 +1,130 @@
+"""Airflow glue for elasticity and healing: a trigger that watches the load in the triggerer, the operator that
+acts on its decision and runs the deployment DAG, and the healing task body.
+
+The watch costs no worker slot: the operator defers at once and the trigger polls the framework every
+poll_interval, handing back only decisions that change something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Context
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.store import Store
+
+
+@functools.cache
+def shared_store() -> Store:
+    """One store (engine, pool) per process: the triggerer polls hundreds of deployments every few seconds."""
+    return Store()
+
+
+class ElasticityTrigger(BaseTrigger):
+    """Polls one deployment's load and runs the policy; fires with the first decision that does something."""
+
+    def __init__(self, deployment_id: str, state: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.deployment_id = deployment_id
+        self.state = dict(state or {})
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"deployment_id": self.deployment_id, "state": self.state},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from dodas_tasks.elastic.observe import Target, observe
+        from dodas_tasks.elastic.policy import NONE, PolicyState, decide
+
+        store = shared_store()
+        target = await asyncio.to_thread(lambda: Target.of(store.get_deployment(self.deployment_id)))
+        state = PolicyState.from_dict(self.state)
+        said = ""
+        while True:
+            seen = await asyncio.to_thread(observe, store, target, time.time())
+            if seen.gone:
+                yield TriggerEvent({"action": "stop", "reason": "the deployment is deleted"})
+                return
+            if seen.observation is None:
+                decision_reason = seen.hold
+            else:
+                decision, state = decide(state, seen.observation, target.settings)
+                if decision.action != NONE:
+                    yield TriggerEvent({"decision": decision.to_dict(), "state": state.to_dict()})
+                    return
+                decision_reason = decision.reason
+            if decision_reason != said:  # log changes only: hundreds of these run in one triggerer
+                self.log.info("%s: %s", self.deployment_id, decision_reason)
+                said = decision_reason
+            await asyncio.sleep(target.settings.poll_interval)
+
+
+class ElasticityOperator(TriggerDagRunOperator):
+    """Waits (deferred) for the policy's next decision, carries it out and, when needed, runs the deployment DAG.
+
+    A run requested while the deployment DAG is busy queues behind it (max_active_runs=1): never refused.
+    """
+
+    ui_color = "#fdf9e8"
+
+    def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
+        super().__init__(trigger_dag_id=dag_id(deployment_id), **kwargs)
+        self.deployment_id = deployment_id
+
+    def execute(self, context: Context) -> None:
+        from dodas_tasks.elastic.actions import load_state
+
+        state = load_state(shared_store(), self.deployment_id)
+        self.defer(
+            trigger=ElasticityTrigger(self.deployment_id, state.to_dict()), method_name="execute_complete_decision"
+        )
+
+    def execute_complete_decision(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        from dodas_tasks.elastic.actions import apply, summary
+        from dodas_tasks.elastic.observe import Target
+        from dodas_tasks.elastic.policy import Decision, PolicyState
+
+        if event.get("action") == "stop":
+            self.log.info("%s", event.get("reason"))
+            return {"action": "stop"}
+        store = shared_store()
+        target = Target.of(store.get_deployment(self.deployment_id))
+        decision = Decision.from_dict(event["decision"])
+        needs_run = apply(store, target, decision, PolicyState.from_dict(event["state"]), log=self.log.info)
+        if needs_run:
+            self.log.info("running %s to apply it", self.trigger_dag_id)
+            super().execute(context)  # raises DagRunTriggerException: the task runner creates the run
+        return summary(decision, target)
+
+
+def run_is_active(context: Context) -> Any:
+    """A check, for healing, that a deployment's DAG has a run queued or running (asked through the Task SDK)."""
+    ti = context["ti"]
+
+    def active(deployment_id: str) -> bool:
+        try:
+            return ti.get_dr_count(dag_id=dag_id(deployment_id), states=["queued", "running"]) > 0
+        except Exception:  # a DAG not parsed yet has no runs
+            return False
+
+    return active
+
+
+def heal(context: Context, log: Any) -> list[str]:
+    """The healing pass: every serving deployment checked; returns the deployment DAGs to run."""
+    from dodas_tasks.elastic.health import check_all
+
+    reports = check_all(shared_store(), run_is_active(context), log=log)
+    for report in reports:
+        if report.marked or report.notes:
+            log(f"{report.deployment_id}: marked {report.marked or 'none'}; {'; '.join(report.notes)}")
+    return [dag_id(r.deployment_id) for r in reports if r.trigger]

@@ -1,0 +1,173 @@
+"""Elasticity end to end under a real Airflow (scheduler + triggerer), real Spark on the local cloud.
+
+An application asking for more cores than the cluster has makes it grow by exactly the nodes it needs; once the
+work is done it shrinks back to min_workers after idle_time, and the worker still running an executor stays.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dodas_tasks.airflow_stack import AirflowStack
+from dodas_tasks.clouds.local import LocalCloud
+from dodas_tasks.deploy import service
+from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.frameworks.spark import read_master_state
+from dodas_tasks.runtime import spark_env
+from dodas_tasks.store import DeploymentStatus, NodeState, Store
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = (REPO / "templates" / "spark_local_elastic.yaml").read_text()
+WORKERS = "spark-worker-server"
+DEADLINE_S = 300.0
+APP = """
+import sys, time
+from pyspark.sql import SparkSession
+seconds, parts = float(sys.argv[1]), int(sys.argv[2])
+spark = SparkSession.builder.appName(sys.argv[3]).getOrCreate()
+spark.sparkContext.parallelize(range(parts), parts).map(lambda x: time.sleep(seconds) or x).collect()
+spark.stop()
+"""
+
+
+def poll(condition, what: str, deadline_s: float = DEADLINE_S):
+    import time
+
+    end = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline_s:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    root = tmp_path_factory.mktemp("elastic-stack")
+    airflow = AirflowStack(
+        root / "home",
+        REPO / "dags",
+        REPO / "plugins",
+        port=free_port(),
+        parallelism=6,
+        extra_env={"DODAS_HEALING_INTERVAL_S": "600"},  # healing has its own test
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        # this process writes the store the stack's tasks read: both must use the same Fernet key
+        patch.setenv("AIRFLOW__CORE__FERNET_KEY", airflow.env()["AIRFLOW__CORE__FERNET_KEY"])
+        airflow.start()
+        try:
+            yield airflow
+        finally:
+            airflow.stop()
+
+
+def submit_app(master_ip: str, workdir: Path, name: str, cores: int, seconds: float, parts: int) -> subprocess.Popen:
+    script = workdir / "app.py"
+    script.write_text(APP)
+    env = {**spark_env(), "SPARK_LOCAL_IP": "127.0.0.1", "HOME": str(workdir)}
+    command = [
+        str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"),
+        *("--master", f"spark://{master_ip}:7077", "--executor-memory", "512m"),
+        *("--conf", f"spark.cores.max={cores}", "--conf", "spark.ui.enabled=false"),
+        *("--conf", "spark.driver.host=127.0.0.1", str(script), str(seconds), str(parts), name),
+    ]
+    log = (workdir / f"{name}.log").open("wb")
+    return subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+
+
+def status_is(store: Store, deployment_id: str, wanted: str) -> bool:
+    dep = store.get_deployment(deployment_id)
+    if dep.status.endswith("FAILED"):
+        pytest.fail(f"deployment {dep.status}: {dep.status_reason}")
+    return dep.status == wanted
+
+
+def events(store: Store, deployment_id: str, kind: str) -> list[str]:
+    return [e.message for e in store.list_events(deployment_id, limit=1000) if e.kind == kind]
+
+
+def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: AirflowStack, tmp_path: Path) -> None:
+    store = Store()
+    cloud = LocalCloud()
+    drivers: list[subprocess.Popen] = []
+    inputs = {"min_workers": 1, "max_workers": 3, "idle_time": 20}
+    deployment_id = service.submit(
+        store, TEMPLATE, inputs, options={"backlog_window": 3, "poll_interval": 1, "cooldown": 5}
+    )
+    try:
+        stack.wait_for_dag(dag_id(deployment_id), reparse_via="dodas_submit")
+        poll(lambda: status_is(store, deployment_id, DeploymentStatus.CREATE_COMPLETE), "the cluster")
+        master_ip = store.list_nodes(deployment_id, group="spark-master-server")[0].private_ip
+        assert master_ip
+
+        # A wants 3 cores, the cluster has 1 (one 1-core worker): +2 workers, not one at a time.
+        drivers.append(submit_app(master_ip, tmp_path, "wide", cores=3, seconds=8, parts=6))
+        poll(lambda: store.get_deployment(deployment_id).desired_counts[WORKERS] == 3, "the scale-out")
+        scale_outs = [m for m in events(store, deployment_id, "scale") if "elasticity" in m]
+        assert len(scale_outs) == 1 and "desired 3" in scale_outs[0] and "2 core(s) wanted" in scale_outs[0]
+        # B wants 1 core while A holds all: it waits (max_workers reached: no scale-out) and runs after A.
+        drivers.append(submit_app(master_ip, tmp_path, "narrow", cores=1, seconds=30, parts=1))
+        assert poll(lambda: drivers[0].poll() is not None, "app A to finish") is not None
+        assert drivers[0].returncode == 0, (tmp_path / "wide.log").read_text()[-2000:]
+        by_ip = {n.private_ip: n for n in store.list_nodes(deployment_id, group=WORKERS)}
+        assert len(by_ip) == 3 and {n.state for n in by_ip.values()} == {NodeState.STARTED}
+
+        def busy_worker() -> str | None:
+            if drivers[1].poll() is not None:
+                pytest.fail("app B ended before its worker could be observed")
+            busy = [w["host"] for w in read_master_state(master_ip)["workers"] if w.get("coresused")]
+            return by_ip[busy[0]].name if len(busy) == 1 else None
+
+        busy = poll(busy_worker, "app B running on one worker")
+        poll(lambda: store.get_deployment(deployment_id).desired_counts[WORKERS] == 1, "the scale-in")
+        scale_in = [m for m in events(store, deployment_id, "scale") if "elasticity" in m][-1]
+        assert "idle for at least 20 s" in scale_in and busy not in scale_in
+
+        assert poll(lambda: drivers[1].poll() is not None, "app B to finish") is not None
+        assert drivers[1].returncode == 0, (tmp_path / "narrow.log").read_text()[-2000:]
+
+        def shrunk() -> list | None:
+            dep = store.get_deployment(deployment_id)
+            nodes = store.list_nodes(deployment_id, group=WORKERS)
+            done = dep.status == DeploymentStatus.UPDATE_COMPLETE and len(nodes) == 1
+            return nodes if done else None
+
+        (kept,) = poll(shrunk, "the cluster back at min_workers")
+        assert kept.name == busy  # the worker that ran B's executor was never removed
+        assert len(cloud.list_servers({"dodas:deployment": deployment_id})) == 2
+        assert len(scale_outs) == 1  # B's wait (max reached) and SparkPi checks caused no further scale-out
+        assert len([m for m in events(store, deployment_id, "scale") if "elasticity" in m]) == 2
+    finally:
+        for driver in drivers:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+        if store.get_deployment(deployment_id).status != DeploymentStatus.DELETE_COMPLETE:
+            service.request_undeploy(store, deployment_id)
+            run = stack.trigger_dag(dag_id(deployment_id))
+            stack.wait_for_run(dag_id(deployment_id), run)
+        store.close()
+        print(
+            "events:\n"
+            + "\n".join(
+                f"{e.time:%H:%M:%S} {e.kind}: {e.message}" for e in Store().list_events(deployment_id, limit=1000)
+            ),
+            file=sys.stderr,
+        )
