@@ -376,3 +376,55 @@ def test_submission_with_a_token_is_delegated_to_its_subject(
     assert token not in captured.out + captured.err and refresh not in captured.out + captured.err
     assert all(token not in e.message for e in store.list_events(dep.id))
     store.update_deployment(dep.id, status=DeploymentStatus.DELETE_COMPLETE)  # nothing was provisioned
+
+
+PLAIN_VM = """
+tosca_definitions_version: tosca_simple_yaml_1_0
+imports:
+  - indigo: https://raw.githubusercontent.com/indigo-dc/tosca-types/master/custom_types.yaml
+topology_template:
+  node_templates:
+    vm:
+      type: tosca.nodes.indigo.Compute
+"""
+
+
+@pytest.mark.slow
+def test_deployment_longer_than_a_token_lifetime_refreshes_and_a_revoked_token_fails_it(
+    provider: Provider, iam: IamClient, store: Store, airflow_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access tokens live 30 s here; the VM boots for 40 s: the run needs a second token on the way."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from dodas_tasks.clouds.local import LocalCloud
+    from dodas_tasks.deploy import service
+    from dodas_tasks.deploy.naming import dag_id
+
+    conn = {
+        "conn_type": "http",
+        "host": provider.issuer,
+        "login": provider.client_id,
+        "password": provider.client_secret,
+        "extra": {"audience": AUDIENCE},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_DODAS_IAM", json.dumps(conn))
+    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", "40")  # the embedded cloud's own setting (not our code)
+    token = provider.login("kim", aud=AUDIENCE, ttl=900)
+    deployment_id = service.submit(store, PLAIN_VM, {}, access_token=token, iam=iam)
+    dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id))
+    try:
+        before = provider.counters().get("refresh", 0)
+        run = dag.test()
+        assert run.state == "success", store.get_deployment(deployment_id).status_reason
+        assert store.get_deployment(deployment_id).status == DeploymentStatus.CREATE_COMPLETE
+        assert provider.counters().get("refresh", 0) - before >= 2  # refreshed again after the first expired
+
+        provider.revoke(store.get_refresh_token(deployment_id))
+        forget_cached_tokens()  # a new worker process: no token cached
+        service.request_scale(store, deployment_id, "vm", 2)
+        assert dag.test().state == "failed"
+        dep = store.get_deployment(deployment_id)
+        assert dep.status == DeploymentStatus.UPDATE_FAILED and "refresh token revoked" in (dep.status_reason or "")
+        assert len(store.list_nodes(deployment_id)) == 1  # nothing changed without the owner's identity
+    finally:
+        LocalCloud().cleanup()

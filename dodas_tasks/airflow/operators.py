@@ -61,11 +61,30 @@ class DeploymentOperator(BaseOperator):
     def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deployment_id = deployment_id
+        self.token_source: Any = None  # set per execution for delegated deployments (clouds needing the user)
 
     def _store(self) -> Store:
         store = Store()
         _mask(store, self.deployment_id)
+        self._act_for_owner(store)
         return store
+
+    def _act_for_owner(self, store: Store) -> None:
+        """A delegated deployment acts for its owner: every task gets a fresh access token from the one token
+        source (refreshed on the way, however long the deployment); a dead delegation fails it, saying so."""
+        dep = store.get_deployment(self.deployment_id)
+        if not dep.has_refresh_token or dep.status in DELETING:
+            return
+        from airflow.sdk.log import mask_secret
+
+        from dodas_tasks.airflow.iam_hook import IamHook
+        from dodas_tasks.iam import RefreshTokenRevoked, mark_token_failure
+
+        self.token_source = IamHook().token_source(store, self.deployment_id)
+        try:
+            mask_secret(self.token_source.access_token())
+        except RefreshTokenRevoked as exc:
+            raise AirflowFailException(mark_token_failure(store, self.deployment_id, exc)) from None
 
     def _deleting(self, store: Store) -> bool:
         return store.get_deployment(self.deployment_id).status in DELETING
