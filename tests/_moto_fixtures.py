@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -64,12 +65,13 @@ class MotoServer:
         return self
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 1 s (werkzeug takes ~4 s to wind down; moto keeps nothing worth saving)."""
         if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, 15)
+            os.kill(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=1)
             except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, 9)
+                os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
 

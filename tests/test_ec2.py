@@ -203,6 +203,8 @@ def test_key_pair_import_is_idempotent(driver: EC2Driver) -> None:
     driver.delete_key_pair(name)
     driver.delete_key_pair(name)
     assert not [r for r in driver.list_project_resources() if r.id == name]
+    with pytest.raises(CloudError, match="'dodas_missing' is not defined"):
+        EC2Driver(aws_conn_id="dodas_missing").list_servers({})
 
 
 def test_quota_throttling_and_server_errors_are_mapped(proxied: EC2Driver, aws_proxy: AwsProxy) -> None:

@@ -154,8 +154,8 @@ class EC2Driver(CloudDriver):
             try:
                 reply = self._call("RunInstances", ClientToken=naming.client_token(slot, link), **params)
             except CloudError as exc:
-                if error_code(exc) == "IdempotentParameterMismatch":
-                    continue  # the token was used with other parameters (a previous life of this slot)
+                if error_code(exc).startswith("Idempotent"):  # e.g. IdempotentParameterMismatch
+                    continue  # the token was spent with other parameters (a previous life of this slot)
                 raise
             instance = reply["Instances"][0]
             if instance["State"]["Name"] in _DEAD:
