@@ -37,6 +37,7 @@ from dodas_tasks.clouds.base import (
     Server,
     ServerSpec,
 )
+from dodas_tasks.clouds.openstack import nova
 from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider, site_hook
 from dodas_tasks.clouds.openstack.errors import cloud_errors
 from dodas_tasks.clouds.openstack.rules import group_sg_name, ingress_rules, internal_sg_name
@@ -47,12 +48,13 @@ CONN_ENV = "DODAS_OPENSTACK_CONN_ID"
 DEFAULT_CONN_ID = "openstack_default"
 NETWORK_KEY = "dodas:network"  # server metadata: PUBLIC servers own a port and a floating IP to clean up
 FLAVOR_TTL_S = 600.0
+SNAPSHOT_S = 2.0  # get_server answers from a server list at most this old
 _BUILDING = {"BUILD", "REBUILD", "REBOOT", "HARD_REBOOT", "PASSWORD", "MIGRATING", "RESIZE", "VERIFY_RESIZE"}
 
 _read = retry(  # reads are idempotent: a short jittered retry here keeps pollers quiet on one 503
     retry=retry_if_exception(lambda e: isinstance(e, CloudError) and e.retryable),
     wait=wait_random_exponential(multiplier=0.2, max=2),
-    stop=stop_after_attempt(4),
+    stop=stop_after_attempt(6),
     reraise=True,
 )
 
@@ -121,6 +123,8 @@ class OpenStackCloud(CloudDriver):
         self._hook = site_hook(self.conn_id, token_provider)
         self._cache = _site_cache(self.conn_id)
         self._uncertain: set[str] = set()  # names whose create may have happened although it raised
+        self._snapshot: tuple[float, dict[str, Any]] = (-SNAPSHOT_S, {})  # the last server list, by id
+        self._snapshot_lock = threading.Lock()
 
     # -- connection and site facts ----------------------------------------------------------------------------
 
@@ -266,13 +270,13 @@ class OpenStackCloud(CloudDriver):
                 return existing
         attrs: dict[str, Any] = {
             "name": spec.name,
-            "flavor_id": flavor_id,
-            "image_id": image_id,
+            "flavorRef": flavor_id,
+            "imageRef": image_id,
             "key_name": spec.key_name,
             "metadata": {**spec.tags, NETWORK_KEY: spec.network},
         }
         if mappings:
-            attrs["block_device_mapping"] = mappings
+            attrs["block_device_mapping_v2"] = mappings
         if spec.user_data:
             attrs["user_data"] = base64.b64encode(spec.user_data.encode()).decode()
         port_id = None
@@ -285,7 +289,7 @@ class OpenStackCloud(CloudDriver):
                 attrs["security_groups"] = [{"name": sg} for sg in sg_ids]
         try:
             with cloud_errors(f"create server {spec.name}"):
-                created = self.conn.compute.create_server(**attrs)
+                created = nova.create(self.conn, attrs)
         except CloudError as exc:
             if exc.retryable:
                 self._uncertain.add(spec.name)
@@ -296,11 +300,11 @@ class OpenStackCloud(CloudDriver):
                 self._cache.drop(f"key:{spec.key_name}")
             raise
         self._uncertain.discard(spec.name)
-        return Server(created.id, spec.name, BUILD, None, None, dict(spec.tags))
+        return Server(created["id"], spec.name, BUILD, None, None, dict(spec.tags))
 
     def _find_created(self, spec: ServerSpec) -> Server | None:
         for server in self._raw_servers():
-            if server.name == spec.name and _has_tags(server, spec.tags) and not _deleting(server):
+            if server["name"] == spec.name and _has_tags(server, spec.tags) and not _deleting(server):
                 return self._to_server(server)
         return None
 
@@ -341,16 +345,24 @@ class OpenStackCloud(CloudDriver):
             self.conn.network.delete_port(port_id, ignore_missing=True)
 
     def get_server(self, server_id: str) -> Server | None:
-        raw = self._get_raw(server_id)
+        """The server as of at most SNAPSHOT_S ago: a burst of gets (recording 50 VMs) costs one list call."""
+        raw = self._recent(server_id)
         return None if raw is None else self._to_server(raw)
+
+    def _recent(self, server_id: str) -> Any:
+        with self._snapshot_lock:
+            taken, servers = self._snapshot
+            if time.monotonic() - taken > SNAPSHOT_S:
+                self._raw_servers()
+                taken, servers = self._snapshot
+        if server_id in servers and not _deleting(servers[server_id]):
+            return servers[server_id]
+        return self._get_raw(server_id)  # not listed (just created, or gone) or going: ask for it alone
 
     @_read
     def _get_raw(self, server_id: str) -> Any:
         with cloud_errors(f"get server {server_id}"):
-            try:
-                return self.conn.compute.get_server(server_id)
-            except os_exc.NotFoundException:
-                return None
+            return nova.get(self.conn, server_id)
 
     def list_servers(self, tags: dict[str, str]) -> list[Server]:
         return [self._to_server(s) for s in self._raw_servers() if _has_tags(s, tags) and not _deleting(s)]
@@ -358,30 +370,34 @@ class OpenStackCloud(CloudDriver):
     @_read
     def _raw_servers(self) -> list[Any]:
         with cloud_errors("list servers"):
-            return list(self.conn.compute.servers(details=True))
+            servers = nova.list_all(self.conn)
+        self._snapshot = (time.monotonic(), {s["id"]: s for s in servers})
+        return servers
 
     def _to_server(self, raw: Any) -> Server:
-        metadata = dict(raw.metadata or {})
-        private, public = _addresses(raw.addresses or {})
+        metadata = dict(raw.get("metadata") or {})
+        private, public = _addresses(raw.get("addresses") or {})
         status, fault = _status(raw)
         if status == ACTIVE and metadata.get(NETWORK_KEY) == "PUBLIC" and not public:
             status = BUILD  # the floating IP is bound but Nova's network cache does not show it yet
-        return Server(raw.id, raw.name, status, private, public, metadata, fault=fault)
+        return Server(raw["id"], raw["name"], status, private, public, metadata, fault=fault)
 
     def delete_server(self, server_id: str) -> None:
-        raw = self._get_raw(server_id)
+        raw = self._recent(server_id)
         if raw is None:
             return
-        if (raw.metadata or {}).get(NETWORK_KEY) == "PUBLIC":
-            with cloud_errors(f"release the floating IP of {raw.name}"):
-                for port in self.conn.network.ports(name=raw.name):
-                    if port.device_id not in ("", None, raw.id):
+        server_id, name = raw["id"], raw["name"]
+        if (raw.get("metadata") or {}).get(NETWORK_KEY) == "PUBLIC":
+            with cloud_errors(f"release the floating IP of {name}"):
+                for port in self.conn.network.ports(name=name):
+                    if port.device_id not in ("", None, server_id):
                         continue
                     for fip in self.conn.network.ips(port_id=port.id):
                         self.conn.network.delete_ip(fip, ignore_missing=True)
                     self.conn.network.delete_port(port, ignore_missing=True)
-        with cloud_errors(f"delete server {raw.name}"):
-            self.conn.compute.delete_server(raw.id, ignore_missing=True)  # blank volumes go with it
+        with cloud_errors(f"delete server {name}"):
+            nova.delete(self.conn, server_id)  # blank volumes go with it
+        self._snapshot[1].pop(server_id, None)
 
     # -- key pairs -------------------------------------------------------------------------------------------------
 
@@ -415,9 +431,9 @@ class OpenStackCloud(CloudDriver):
         """Remove the deployment's security groups whose servers are gone; waits while Nova frees their ports."""
         prefix = internal_sg_name(deployment_id)
         live = {
-            (s.metadata or {}).get(TAG_GROUP)
+            (s.get("metadata") or {}).get(TAG_GROUP)
             for s in self._raw_servers()
-            if (s.metadata or {}).get(TAG_DEPLOYMENT) == deployment_id and not _deleting(s)
+            if (s.get("metadata") or {}).get(TAG_DEPLOYMENT) == deployment_id and not _deleting(s)
         }
         with cloud_errors(f"list ports of {deployment_id}"):
             strays = [
@@ -454,9 +470,9 @@ class OpenStackCloud(CloudDriver):
     def list_project_resources(self) -> list[CloudResource]:
         """Everything DODAS made on this site: servers tagged with the project, and dodas-* named resources."""
         found: list[CloudResource] = []
-        servers = {s.id: s for s in self._raw_servers() if (s.metadata or {}).get(TAG_PROJECT) == PROJECT_TAG}
+        servers = {s["id"]: s for s in self._raw_servers() if (s.get("metadata") or {}).get(TAG_PROJECT) == PROJECT_TAG}
         for s in servers.values():
-            found.append(CloudResource("server", s.id, s.name, dict(s.metadata)))
+            found.append(CloudResource("server", s["id"], s["name"], dict(s["metadata"])))
         with cloud_errors("list project resources"):
             for key in self.conn.compute.keypairs():
                 if key.name.startswith("dodas-"):
@@ -474,7 +490,7 @@ class OpenStackCloud(CloudDriver):
             for volume in self.conn.block_storage.volumes(details=True):
                 owners = [servers[a["server_id"]] for a in volume.attachments or [] if a.get("server_id") in servers]
                 if owners or (volume.name or "").startswith("dodas-"):
-                    tags = dict(owners[0].metadata) if owners else dict(volume.metadata or {})
+                    tags = dict(owners[0]["metadata"]) if owners else dict(volume.metadata or {})
                     found.append(CloudResource("volume", volume.id, volume.name or "", tags))
         return found
 
@@ -506,24 +522,24 @@ class OpenStackCloud(CloudDriver):
 
 
 def _has_tags(raw: Any, tags: dict[str, str]) -> bool:
-    metadata = raw.metadata or {}
+    metadata = raw.get("metadata") or {}
     return all(metadata.get(k) == v for k, v in tags.items())
 
 
 def _deleting(raw: Any) -> bool:
-    return raw.status in ("DELETED", "SOFT_DELETED") or raw.task_state == "deleting"
+    return raw.get("status") in ("DELETED", "SOFT_DELETED") or raw.get("OS-EXT-STS:task_state") == "deleting"
 
 
 def _status(raw: Any) -> tuple[str, str | None]:
     """Nova status → BUILD / ACTIVE / ERROR / DELETED, with Nova's fault message for ERROR."""
-    status = (raw.status or "").upper()
+    status = (raw.get("status") or "").upper()
     if _deleting(raw):
         return DELETED, None
     if status == "ACTIVE":
         return ACTIVE, None
     if status in _BUILDING:
         return BUILD, None
-    fault = raw.fault or {}
+    fault = raw.get("fault") or {}
     message = fault.get("message") if isinstance(fault, dict) else str(fault)
     return ERROR, message or f"server is {status or 'in an unknown state'}"
 
