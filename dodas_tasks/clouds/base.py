@@ -89,6 +89,7 @@ class ServerSpec:
     tags: dict[str, str]
     network: str = "PRIVATE"  # "PRIVATE" or "PUBLIC" (gets a public IP)
     ports: list = field(default_factory=list)
+    volumes: list = field(default_factory=list)  # BlockStorage: dicts of plan.Volume fields, attached at create
     user_data: str | None = None
 
 

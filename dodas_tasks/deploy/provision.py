@@ -209,6 +209,7 @@ class GroupProvisioner:
             tags=server_tags(self.deployment_id, self.group_name, index),
             network=self.group.network,
             ports=[p.__dict__ for p in self.group.ports],
+            volumes=[v.__dict__ for v in self.group.volumes],
         )
         try:
             server = cloud_call(self.driver.create_server)(spec)
@@ -248,9 +249,13 @@ class GroupProvisioner:
         """Record IPs and host keys of ACTIVE servers; failed ones become ERROR and are named in the exception."""
         failures, ready = [], []
         known_hosts: dict[str, str] = {}
+        tags = {**deployment_tags(self.deployment_id), TAG_GROUP: self.group_name}
+        listed = {server.id: server for server in cloud_call(self.driver.list_servers)(tags)} if node_ids else {}
         for node_id in node_ids:
             node = self.store.get_node(node_id)
-            server = self.driver.get_server(node.cloud_id) if node.cloud_id else None
+            server = listed.get(node.cloud_id) if node.cloud_id else None
+            if server is None and node.cloud_id:  # not listed: ask for it alone before calling it gone
+                server = self.driver.get_server(node.cloud_id)
             if server is None or server.status != ACTIVE:
                 reason = (server.fault if server else None) or ("server vanished" if server is None else server.status)
                 self.store.update_node(node_id, state=NodeState.ERROR, state_reason=f"boot failed: {reason}")
