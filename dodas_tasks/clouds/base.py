@@ -11,6 +11,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from dodas_tasks.settings import PROJECT_TAG
 
@@ -117,6 +118,17 @@ class Server:
         return self.public_ip or self.private_ip
 
 
+@dataclass(frozen=True)
+class ProjectResource:
+    """One cloud resource DODAS made; `created_at` (UTC, when the cloud tells) lets a collector wait a grace period."""
+
+    kind: str  # "server"/"instance", "key_pair", "security_group", "floating_ip", "volume", ...
+    id: str
+    name: str
+    deployment: str | None
+    created_at: datetime | None = None
+
+
 class CloudDriver(ABC):
     """One IaaS. Calls are synchronous and thread-safe; `max_concurrency` bounds parallel calls."""
 
@@ -146,6 +158,19 @@ class CloudDriver(ABC):
     @abstractmethod
     def delete_key_pair(self, name: str) -> None:
         """Remove the key pair; removing an unknown one is not an error."""
+
+    def list_project_resources(self) -> list[ProjectResource]:
+        """Everything DODAS made on this cloud, for the leak collector; drivers with more kinds override it."""
+        return [
+            ProjectResource("server", server.id, server.name, server.tags.get(TAG_DEPLOYMENT))
+            for server in self.list_servers({TAG_PROJECT: PROJECT_TAG})
+        ]
+
+    def delete_resource(self, kind: str, resource_id: str) -> None:
+        """Delete one resource listed by list_project_resources (unknown ones are already gone)."""
+        if kind != "server":
+            raise CloudError(f"{self.name} cannot delete resources of kind {kind!r}")
+        self.delete_server(resource_id)
 
 
 DriverFactory = Callable[..., CloudDriver]

@@ -7,11 +7,9 @@ dodas:deployment tag (or, for key pairs and groups, read from the deterministic 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dodas_tasks.clouds.base import TAG_DEPLOYMENT, TAG_PROJECT, CloudError
+from dodas_tasks.clouds.base import TAG_DEPLOYMENT, TAG_PROJECT, CloudError, ProjectResource
 from dodas_tasks.clouds.ec2.errors import error_code
 from dodas_tasks.settings import PROJECT_TAG
 
@@ -20,17 +18,6 @@ if TYPE_CHECKING:
 
 KINDS = ("instance", "key_pair", "security_group", "volume")
 _DEPLOYMENT_IN_NAME = re.compile(r"^dodas-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
-
-
-@dataclass(frozen=True)
-class ProjectResource:
-    """One cloud resource DODAS made; `created_at` (UTC, when the cloud tells) lets a collector wait a grace period."""
-
-    kind: str  # one of KINDS
-    id: str  # instance id, key pair name, security group id, volume id
-    name: str
-    deployment: str | None
-    created_at: datetime | None = None
 
 
 def _tags(item: dict[str, Any]) -> dict[str, str]:

@@ -26,8 +26,11 @@ from dodas_tasks.clouds.base import (
     ACTIVE,
     BUILD,
     ERROR,
+    TAG_DEPLOYMENT,
+    TAG_PROJECT,
     CloudDriver,
     CloudError,
+    ProjectResource,
     QuotaExceeded,
     Server,
     ServerSpec,
@@ -36,6 +39,7 @@ from dodas_tasks.clouds.local import procs
 from dodas_tasks.clouds.local.config import resolve_config
 from dodas_tasks.clouds.local.ipam import allocate
 from dodas_tasks.clouds.local.layout import CloudLayout, ServerDir, file_lock, write_json_atomic
+from dodas_tasks.settings import PROJECT_TAG
 
 _SERVER_ID = re.compile(r"^lc-[0-9a-f]{12}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$")
@@ -240,6 +244,29 @@ class LocalCloud(CloudDriver):
             if state and all(state["tags"].get(key) == value for key, value in tags.items()):
                 servers.append(self._to_server(state))
         return servers
+
+    def list_project_resources(self) -> list[ProjectResource]:
+        """Servers and key pairs, with creation times so a leak collector can wait out creations in flight."""
+        found = []
+        for server_id in self.layout.server_ids():
+            state = self.layout.server(server_id).read_state()
+            if state and state["tags"].get(TAG_PROJECT) == PROJECT_TAG:
+                created = datetime.fromisoformat(state["created_at"]) if state.get("created_at") else None
+                found.append(
+                    ProjectResource("server", server_id, state["name"], state["tags"].get(TAG_DEPLOYMENT), created)
+                )
+        for path in sorted(self.layout.keypairs.glob("*")) if self.layout.keypairs.is_dir() else []:
+            name = path.name.removesuffix(".pub")
+            deployment = name.removeprefix("dodas-") if name.startswith("dodas-") else None
+            created = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            found.append(ProjectResource("key_pair", name, name, deployment, created))
+        return found
+
+    def delete_resource(self, kind: str, resource_id: str) -> None:
+        if kind == "key_pair":
+            self.delete_key_pair(resource_id)
+        else:
+            super().delete_resource(kind, resource_id)
 
     def list_all(self) -> list[Server]:
         """Every server of this local cloud, whatever its tags."""
