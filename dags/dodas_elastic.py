@@ -7,6 +7,8 @@ Parsing reads the store only (plans, options): no framework, cloud or SSH call.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import DAG, get_parsing_context
 
 from dodas_tasks.airflow.dag_factory import START
@@ -54,7 +56,8 @@ def elastic_dags() -> dict[str, DAG]:
                 is_paused_upon_creation=False,
                 tags=["dodas", "elasticity"],
                 doc_md=doc_md(dep, settings),
-                default_args={"retries": 3},
+                # a failing watch is retried slowly, so a persistent error cannot spin the continuous schedule
+                default_args={"retries": 3, "retry_delay": timedelta(seconds=30)},
             ) as dag:
                 ElasticityOperator(task_id="watch_and_scale", deployment_id=dep.id)
             dags[name] = dag

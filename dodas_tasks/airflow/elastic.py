@@ -28,7 +28,11 @@ def shared_store() -> Store:
 
 
 class ElasticityTrigger(BaseTrigger):
-    """Polls one deployment's load and runs the policy; fires with the first decision that does something."""
+    """Polls one deployment's load and runs the policy; fires with the first decision that does something.
+
+    Decisions without SSH work (scale-out, backoff, retry, drop failed nodes) are recorded in the store by the
+    trigger itself, so the reaction does not wait for a worker slot; the task then only starts the deployment run.
+    """
 
     def __init__(self, deployment_id: str, state: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -42,8 +46,9 @@ class ElasticityTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from dodas_tasks.elastic.actions import apply
         from dodas_tasks.elastic.observe import Target, observe
-        from dodas_tasks.elastic.policy import NONE, PolicyState, decide
+        from dodas_tasks.elastic.policy import NONE, SCALE_IN, PolicyState, decide
 
         store = shared_store()
         target = await asyncio.to_thread(lambda: Target.of(store.get_deployment(self.deployment_id)))
@@ -59,7 +64,12 @@ class ElasticityTrigger(BaseTrigger):
             else:
                 decision, state = decide(state, seen.observation, target.settings)
                 if decision.action != NONE:
-                    yield TriggerEvent({"decision": decision.to_dict(), "state": state.to_dict()})
+                    event = {"decision": decision.to_dict(), "state": state.to_dict()}
+                    if decision.action != SCALE_IN:  # recorded now, here: no wait for a worker slot
+                        event["needs_run"] = await asyncio.to_thread(
+                            apply, store, target, decision, state, self.log.info
+                        )
+                    yield TriggerEvent(event)
                     return
                 decision_reason = decision.reason
             if decision_reason != said:  # log changes only: hundreds of these run in one triggerer
@@ -99,7 +109,11 @@ class ElasticityOperator(TriggerDagRunOperator):
         store = shared_store()
         target = Target.of(store.get_deployment(self.deployment_id))
         decision = Decision.from_dict(event["decision"])
-        needs_run = apply(store, target, decision, PolicyState.from_dict(event["state"]), log=self.log.info)
+        needs_run = event.get("needs_run")
+        if needs_run is None:  # a scale-in: draining talks SSH, done here rather than in the triggerer
+            needs_run = apply(store, target, decision, PolicyState.from_dict(event["state"]), log=self.log.info)
+        else:
+            self.log.info("%s (recorded by the trigger): %s", decision.action, decision.reason)
         if needs_run:
             self.log.info("running %s to apply it", self.trigger_dag_id)
             super().execute(context)  # raises DagRunTriggerException: the task runner creates the run

@@ -22,7 +22,7 @@ HELP = {
 class ElasticSettings:
     """The knobs of the autoscaler and of healing; defaults follow CLUES/INDIGO where they exist."""
 
-    poll_interval: float = 5.0  # CLUES polls the batch system every 5 s
+    poll_interval: float = 2.0  # CLUES polls every 5 s; 2 s keeps the p95 reaction under 15 s
     backlog_window: float = 5.0
     idle_time: float = 300.0  # INDIGO's CLUES IDLE_TIME
     cooldown: float = 30.0
