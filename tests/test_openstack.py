@@ -168,7 +168,7 @@ def test_public_server_with_ports_volume_tags_then_nothing_left(
     assert any(r["remote_group_id"] == groups[f"dodas-{deployment}"] for r in internal)
     volumes = [v for v in cloud.volumes.values() if v["attachments"][0]["server_id"] == master.id]
     assert [v["size"] for v in volumes] == [10]
-    kinds = {(r.kind, r.tags.get(TAG_DEPLOYMENT)) for r in driver.list_project_resources()}
+    kinds = {(r.kind, r.deployment) for r in driver.list_project_resources()}
     assert {(k, deployment) for k in ("server", "key_pair", "security_group", "port", "floating_ip", "volume")} <= kinds
 
     undeploy(driver, deployment)
@@ -279,7 +279,7 @@ def test_leak_collection_removes_everything(double: OpenStackDouble, driver: Ope
     spec = make_spec(deployment, network="PUBLIC")
     object.__setattr__(spec, "volumes", [{"name": "scratch", "size_gb": 1}])
     wait_active(driver, driver.create_server(spec).id)
-    found = [r for r in driver.list_project_resources() if r.tags.get(TAG_DEPLOYMENT) == deployment]
+    found = [r for r in driver.list_project_resources() if r.deployment == deployment]
     assert {r.kind for r in found} == {"server", "floating_ip", "port", "volume", "key_pair", "security_group"}
     order = ["server", "floating_ip", "port", "key_pair", "volume", "security_group"]
     for resource in sorted(found, key=lambda r: order.index(r.kind)):

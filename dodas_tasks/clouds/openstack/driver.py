@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from openstack import exceptions as os_exc
@@ -34,6 +34,7 @@ from dodas_tasks.clouds.base import (
     TAG_PROJECT,
     CloudDriver,
     CloudError,
+    ProjectResource,
     Server,
     ServerSpec,
 )
@@ -59,15 +60,14 @@ _read = retry(  # reads are idempotent: a short jittered retry here keeps poller
 )
 
 
-@dataclass(frozen=True)
-class CloudResource:
-    """A resource the leak collector may remove: kind is server, key_pair, security_group, port, floating_ip
-    or volume; tags carry the deployment id when the resource tells it."""
-
-    kind: str
-    id: str
-    name: str
-    tags: dict[str, str] = field(default_factory=dict)
+def _resource(
+    kind: str, resource_id: str, name: str, tags: dict[str, str], created: str | None = None
+) -> ProjectResource:
+    """A resource the leak collector may remove, with the deployment its tags (or name) tell."""
+    when = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return ProjectResource(kind, resource_id, name, tags.get(TAG_DEPLOYMENT), when)
 
 
 class _SiteCache:
@@ -467,31 +467,31 @@ class OpenStackCloud(CloudDriver):
 
     # -- leak collection -------------------------------------------------------------------------------------------
 
-    def list_project_resources(self) -> list[CloudResource]:
+    def list_project_resources(self) -> list[ProjectResource]:
         """Everything DODAS made on this site: servers tagged with the project, and dodas-* named resources."""
-        found: list[CloudResource] = []
+        found: list[ProjectResource] = []
         servers = {s["id"]: s for s in self._raw_servers() if (s.get("metadata") or {}).get(TAG_PROJECT) == PROJECT_TAG}
         for s in servers.values():
-            found.append(CloudResource("server", s["id"], s["name"], dict(s["metadata"])))
+            found.append(_resource("server", s["id"], s["name"], dict(s["metadata"]), s.get("created")))
         with cloud_errors("list project resources"):
             for key in self.conn.compute.keypairs():
                 if key.name.startswith("dodas-"):
-                    found.append(CloudResource("key_pair", key.name, key.name, _deployment_tag(key.name[6:])))
+                    found.append(_resource("key_pair", key.name, key.name, _deployment_tag(key.name[6:])))
             for sg in self.conn.network.security_groups():
                 if sg.name.startswith("dodas-"):
-                    found.append(CloudResource("security_group", sg.id, sg.name, _parse(sg.description)))
+                    found.append(_resource("security_group", sg.id, sg.name, _parse(sg.description)))
             for port in self.conn.network.ports():
                 if (port.name or "").startswith("dodas-"):
-                    found.append(CloudResource("port", port.id, port.name, _parse(port.description)))
+                    found.append(_resource("port", port.id, port.name, _parse(port.description)))
             for fip in self.conn.network.ips():
                 if (fip.description or "").startswith("dodas-"):
                     name = fip.description.split(" ", 1)[0]
-                    found.append(CloudResource("floating_ip", fip.id, name, _parse(fip.description)))
+                    found.append(_resource("floating_ip", fip.id, name, _parse(fip.description)))
             for volume in self.conn.block_storage.volumes(details=True):
                 owners = [servers[a["server_id"]] for a in volume.attachments or [] if a.get("server_id") in servers]
                 if owners or (volume.name or "").startswith("dodas-"):
                     tags = dict(owners[0]["metadata"]) if owners else dict(volume.metadata or {})
-                    found.append(CloudResource("volume", volume.id, volume.name or "", tags))
+                    found.append(_resource("volume", volume.id, volume.name or "", tags))
         return found
 
     def _delete_volume(self, volume_id: str) -> None:
