@@ -66,6 +66,11 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
                         upstream >> task
             if not task.upstream_list:
                 begin >> task
+        # frameworks deploy onto a finished cluster: every deploy task waits for every configure task
+        configure = [stages[c.name] for c in plan.components if c.stage == CONFIGURE and c.name in stages]
+        for comp in plan.components:
+            if comp.stage == DEPLOY and comp.name in stages and configure:
+                configure >> stages[comp.name]
         verify = VerifyOperator(task_id="verify", **common)
         leaves = [t for t in stages.values() if not t.downstream_list] or list(provision.values()) or [begin]
         leaves >> verify

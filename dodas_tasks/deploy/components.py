@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
 from dodas_tasks.deploy.refs import References, resolve_outputs
-from dodas_tasks.frameworks.base import Cluster, Node, Script, ScriptResult, Verified
+from dodas_tasks.frameworks.base import Cluster, DeployContext, Framework, Node, Script, ScriptResult, Verified
 from dodas_tasks.frameworks.registry import Binding, ComponentNotDeployable, binding_for, framework
 from dodas_tasks.store import NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
@@ -96,17 +96,34 @@ class Deployer:
     # -- stages ----------------------------------------------------------------------------------------------
 
     def apply(self, component_name: str) -> list[str]:
-        """Install and start one component's role on every ready node of its group that lacks the current config."""
+        """Install and start one component's role on every ready node of its group that lacks the current config,
+        then run the framework's API-driven deploy step (Marathon apps); returns what changed."""
         comp = self.plan.component(component_name)
         binding = binding_of(comp)
         fw = framework(binding.framework)
         cluster = self.cluster(binding.framework)
+        refs = References(self.plan, self.nodes(), self.store.deployment_secret_inputs(self.deployment_id))
+        changed = self._run_node_scripts(comp, binding, fw, cluster, self.property_env(comp, refs))
+        context = DeployContext(
+            component=comp.name,
+            role=binding.role,
+            properties={k: refs.resolve(v) for k, v in comp.properties.items() if v is not None},
+            cluster=cluster,
+            run=self.run,
+            peers={name: self.cluster(name) for name in self.frameworks() if name != binding.framework},
+            log=self.log,
+        )
+        changed += fw.deploy(context)
+        return changed
+
+    def _run_node_scripts(
+        self, comp: Component, binding: Binding, fw: Framework, cluster: Cluster, properties: dict[str, str]
+    ) -> list[str]:
         targets = cluster.nodes(binding.role)
         if not targets:
-            self.log(f"{component_name}: no ready node in group {comp.host_group}; nothing to do")
+            self.log(f"{comp.name}: no ready node in group {comp.host_group}; no node scripts to run")
             return []
         records = {n.name: n for n in self.nodes()}
-        properties = self.property_env(comp)
         scripts = {}
         for node in targets:
             install, configure = fw.install_script(node), fw.configure_script(binding.role, node, cluster)
@@ -116,11 +133,10 @@ class Deployer:
                 continue  # already configured with exactly this configuration
             scripts[node.name] = (node, install, configure, digest)
         if not scripts:
-            self.log(f"{component_name}: all {len(targets)} node(s) already configured")
+            self.log(f"{comp.name}: all {len(targets)} node(s) already configured")
             return []
-        working = NodeState.CONFIGURING
         for name in scripts:
-            self.store.update_node(records[name].id, state=working)
+            self.store.update_node(records[name].id, state=NodeState.CONFIGURING)
         by_name = {name: node for name, (node, *_rest) in scripts.items()}
         results = run_on_nodes(
             [self._target(node) for node in by_name.values()],
@@ -136,15 +152,15 @@ class Deployer:
         for name in results:
             record = records[name]
             self.store.update_node(record.id, state=done, applied={**record.applied, comp.name: scripts[name][3]})
-        self.log(f"{component_name}: {binding.role} running on {', '.join(results)}")
+        self.log(f"{comp.name}: {binding.role} running on {', '.join(results)}")
         return list(results)
 
-    def property_env(self, comp: Component) -> dict[str, str]:
+    @staticmethod
+    def property_env(comp: Component, refs: References) -> dict[str, str]:
         """The component's TOSCA properties, resolved, as TOSCA_PROPERTY_<NAME> variables for its scripts.
 
         Values travel as environment (quoted by the SSH runner), never spliced into a command line.
         """
-        refs = References(self.plan, self.nodes(), self.store.deployment_secret_inputs(self.deployment_id))
         env = {}
         for name, value in comp.properties.items():
             resolved = refs.resolve(value)
