@@ -32,6 +32,19 @@ with DAG(
         "template_text": Param("", type="string", format="multiline", title="Or paste a TOSCA template"),
         "inputs": Param({}, type="object", title="Inputs", description='e.g. {"number_of_workers": 2}'),
         "cloud": Param("local", type="string", enum=known_clouds(), title="Cloud"),
+        "failover_clouds": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Failover clouds",
+            description="Clouds to try in this order if provisioning fails on the first (quota, timeout, errors)",
+        ),
+        "options": Param(
+            {},
+            type="object",
+            title="Options",
+            description='e.g. {"on_partial": "keep", "min_ready": 0.8, "max_providers_retry": 2}',
+        ),
         # "access_token" is in Airflow's sensitive names: the masker hides it in conf and logs
         "access_token": Param(
             None,

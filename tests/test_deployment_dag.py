@@ -139,7 +139,7 @@ def test_submit_dag_registers_and_the_deployment_dag_appears_then_retires(
     assert info["dag_id"] in deployment_dags(store)
     dag = deployment_dags(store)[info["dag_id"]]
     assert secret not in (dag.doc_md or "")
-    assert {t.task_id for t in dag.tasks} == {"begin", "provision.vm", "verify", "finalize"}
+    assert {t.task_id for t in dag.tasks} == {"begin", "provision.vm", "verify", "finalize", "failover", "outcome"}
     run = run_dag(info["dag_id"])
     assert run.state == "success"
     service.request_undeploy(store, deployment_id)

@@ -13,7 +13,9 @@ from airflow.sdk import DAG, get_parsing_context
 from dodas_tasks.airflow.operators import (
     BeginOperator,
     ComponentOperator,
+    FailoverOperator,
     FinalizeOperator,
+    OutcomeOperator,
     ProvisionGroupOperator,
     VerifyOperator,
 )
@@ -26,7 +28,8 @@ _ORDERING = {"HostedOn", "DependsOn", "ConnectsTo"}
 
 
 def build_deployment_dag(dep: DeploymentRecord) -> DAG:
-    """begin → provision.<group> (all groups at once) → configure/deploy.<component> (plan edges) → verify → finalize"""
+    """begin → provision.<group> (all groups at once) → configure/deploy.<component> (plan edges) → verify →
+    finalize → failover (runs only when a failed creation moved to the next cloud) → outcome (the run's state)"""
     plan = Plan.from_dict(dep.plan)
     with DAG(
         dag_id=dag_id(dep.id),
@@ -74,7 +77,10 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
         verify = VerifyOperator(task_id="verify", **common)
         leaves = [t for t in stages.values() if not t.downstream_list] or list(provision.values()) or [begin]
         leaves >> verify
-        verify >> FinalizeOperator(task_id="finalize", **common)
+        finalize = FinalizeOperator(task_id="finalize", **common)
+        verify >> finalize
+        failover = FailoverOperator(task_id="failover", trigger_dag_id=dag_id(dep.id), **common)
+        finalize >> failover >> OutcomeOperator(task_id="outcome", **common)
     return dag
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 
@@ -200,3 +201,42 @@ class FinalizeOperator(DeploymentOperator):
         if outcome.failed:
             raise AirflowFailException(outcome.reason)
         return outcome.public()
+
+
+class FailoverOperator(TriggerDagRunOperator):
+    """After a creation failed over to the next cloud, queue the deployment DAG's next run (max_active_runs=1
+    makes it start when this one ends); otherwise skipped."""
+
+    ui_color = "#fde8e8"
+
+    def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.deployment_id = deployment_id
+
+    def execute(self, context: Context) -> Any:
+        with Store() as store:
+            dep = store.get_deployment(self.deployment_id)
+            if not dep.options.get("failover_pending"):
+                raise AirflowSkipException("no failover to start")
+            store.update_deployment(self.deployment_id, options={**dep.options, "failover_pending": False})
+        self.log.info("starting a new run on %s", dep.cloud)
+        return super().execute(context)
+
+
+class OutcomeOperator(DeploymentOperator):
+    """The run's last task: fails when this run left the deployment failed or moving to another cloud, so the run's
+    state says what happened (a run's state follows its last tasks)."""
+
+    ui_color = "#eeeeee"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+
+    def execute(self, context: Context) -> str:
+        with Store() as store:
+            dep = store.get_deployment(self.deployment_id)
+        if dep.status.endswith("_FAILED") or dep.status.endswith("_IN_PROGRESS"):
+            raise AirflowFailException(f"{dep.status}: {dep.status_reason or 'see the failed tasks'}")
+        return dep.status

@@ -62,6 +62,8 @@ def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
                 source=source,
                 access_token=token,
                 iam=iam,
+                failover_clouds=list(params.get("failover_clouds") or []),
+                options=dict(params.get("options") or {}),
             )
         except DodasTemplateError as exc:
             log.error("%s", exc.report())

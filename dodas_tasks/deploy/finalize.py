@@ -8,7 +8,7 @@ from typing import Any
 
 from dodas_tasks.clouds.base import get_driver
 from dodas_tasks.deploy.naming import key_pair_name
-from dodas_tasks.store import DeploymentStatus, Store
+from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 
 FAILURE_EVENT = "task_failed"  # one event per failed task of a run: "<task id>: <reason naming the node>"
 
@@ -48,13 +48,54 @@ def finalize_run(store: Store, deployment_id: str, since_event: int, log: Callab
         return RunOutcome(DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
     creating = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
     if failures:
-        status = DeploymentStatus.CREATE_FAILED if creating else DeploymentStatus.UPDATE_FAILED
         reason = "; ".join(failures)
-        store.set_status(deployment_id, status, reason)
-        return RunOutcome(status, reason, failed=True)
+        if creating:
+            return _failed_creation(store, dep, reason, log)
+        store.set_status(deployment_id, DeploymentStatus.UPDATE_FAILED, reason)
+        return RunOutcome(DeploymentStatus.UPDATE_FAILED, reason, failed=True)
     from dodas_tasks.deploy.components import Deployer
 
     outputs = Deployer(store, deployment_id, log=log).outputs()
     status = DeploymentStatus.CREATE_COMPLETE if creating else DeploymentStatus.UPDATE_COMPLETE
     store.set_status(deployment_id, status)
     return RunOutcome(status, outputs=outputs)
+
+
+def next_cloud(dep: DeploymentRecord) -> str | None:
+    """The next cloud in the deployment's preference list, within its retry budget (maxProvidersRetry)."""
+    budget = int(dep.options.get("max_providers_retry", len(dep.clouds)))
+    tried = int(dep.options.get("failovers", 0)) + 1
+    if dep.cloud not in dep.clouds or tried >= budget:
+        return None
+    position = dep.clouds.index(dep.cloud)
+    return dep.clouds[position + 1] if position + 1 < len(dep.clouds) else None
+
+
+def remove_everything(store: Store, dep: DeploymentRecord, log: Callable[[str], None]) -> None:
+    """Delete every VM of every group on the deployment's current cloud, then its key pair."""
+    from dodas_tasks.deploy.provision import GroupProvisioner
+
+    for group in {n.group for n in store.list_nodes(dep.id)}:
+        GroupProvisioner(store, dep.id, group, log=log).delete_all()
+    get_driver(dep.cloud).delete_key_pair(key_pair_name(dep.id))
+
+
+def _failed_creation(store: Store, dep: DeploymentRecord, reason: str, log: Callable[[str], None]) -> RunOutcome:
+    """A failed creation fails over to the next cloud (cleaning this one), is rolled back, or keeps what runs."""
+    following = next_cloud(dep)
+    if following is not None:
+        remove_everything(store, dep, log)
+        store.update_deployment(
+            dep.id,
+            cloud=following,
+            options={**dep.options, "failovers": int(dep.options.get("failovers", 0)) + 1, "failover_pending": True},
+        )
+        message = f"failing over from {dep.cloud} to {following} after: {reason}"
+        store.set_status(dep.id, DeploymentStatus.CREATE_IN_PROGRESS, message)
+        store.add_event(dep.id, "failover", message)
+        return RunOutcome(DeploymentStatus.CREATE_IN_PROGRESS, message, failed=True)
+    if dep.options.get("on_partial") == "rollback" or not dep.options.get("keep_last_attempt", True):
+        remove_everything(store, dep, log)
+        reason += " (rolled back: nothing left on the cloud)"
+    store.set_status(dep.id, DeploymentStatus.CREATE_FAILED, reason)
+    return RunOutcome(DeploymentStatus.CREATE_FAILED, reason, failed=True)

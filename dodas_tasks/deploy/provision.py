@@ -7,6 +7,7 @@ server by its tags next time and adopts it instead of creating a second one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -278,9 +279,49 @@ class GroupProvisioner:
                 self.deployment_id, lambda d: {"known_hosts": {**d.known_hosts, **known_hosts}}
             )
         if failures:
-            raise ProvisioningFailed(f"{self.group_name}: {len(failures)} VM(s) failed: " + "; ".join(failures))
+            self._on_partial(failures)
         return ready
 
-    def delete_key_pair_if_empty(self) -> None:
-        if self.desired_count() == 0 and not self.store.list_nodes(self.deployment_id, self.group_name):
-            cloud_call(self.driver.delete_key_pair)(key_pair_name(self.deployment_id))
+    # -- what to do when some VMs failed: backfill (retry them), keep what runs, or roll back ----------------------
+
+    def partial_policy(self) -> tuple[str, int]:
+        """(on_partial, min_ready) from the submit options: on_partial backfill (default) / keep / rollback;
+        min_ready a count or a fraction of the desired count (default: all of them)."""
+        options = self.deployment.options
+        group_options = (options.get("groups") or {}).get(self.group_name) or {}
+        policy = str(group_options.get("on_partial") or options.get("on_partial") or "backfill")
+        if policy not in ("backfill", "keep", "rollback"):
+            raise ProvisioningFailed(f"on_partial={policy!r} is not one of backfill, keep, rollback")
+        desired = self.desired_count()
+        wanted = group_options.get("min_ready", options.get("min_ready"))
+        if wanted is None:
+            return policy, desired
+        value = float(wanted)
+        return policy, min(desired, math.ceil(value * desired) if 0 < value < 1 else int(value))
+
+    def _on_partial(self, failures: list[str]) -> None:
+        policy, min_ready = self.partial_policy()
+        ready = [n for n in self.store.list_nodes(self.deployment_id, self.group_name) if n.state != NodeState.ERROR]
+        summary = f"{self.group_name}: {len(failures)} VM(s) failed: " + "; ".join(failures)
+        if policy == "keep" and len(ready) >= min_ready:
+            broken = [n for n in self.store.list_nodes(self.deployment_id, self.group_name) if n not in ready]
+            self._parallel(lambda n: self._delete(n, None), broken, [])
+            self.store.modify_deployment(
+                self.deployment_id, lambda d: {"desired_counts": {**d.desired_counts, self.group_name: len(ready)}}
+            )
+            self.store.add_event(self.deployment_id, "partial", f"kept {len(ready)} VM(s) (min {min_ready}); {summary}")
+            self.log(f"keeping {len(ready)} of {len(ready) + len(broken)} VM(s): {summary}")
+            return
+        if policy == "rollback":
+            self.delete_all()
+            raise ProvisioningFailed(f"{summary} (rolled back: the group's VMs were deleted)")
+        raise ProvisioningFailed(summary)  # backfill: the task's retry deletes the failed VMs and creates new ones
+
+    def delete_all(self) -> list[str]:
+        """Delete every VM of the group (rollback, failover); the key pair goes when the deployment finishes."""
+        nodes = self.store.list_nodes(self.deployment_id, self.group_name)
+        errors: list[str] = []
+        deleted = self._parallel(lambda n: self._delete(n, None), nodes, errors)
+        if errors:
+            raise ProvisioningFailed(f"{self.group_name}: could not delete: " + "; ".join(errors))
+        return deleted

@@ -59,6 +59,7 @@ def submit(
     source: str = "template",
     access_token: str | None = None,
     iam: IamClient | None = None,
+    failover_clouds: list[str] | None = None,
 ) -> str:
     """Compile, then register a new deployment; raises DodasTemplateError before anything is created.
 
@@ -66,9 +67,20 @@ def submit(
     a refresh token the service keeps (encrypted); the owner is then the token's (issuer, subject). An invalid
     token raises an IamError, and nothing is created.
     """
-    if cloud not in known_clouds():
+    clouds = [cloud, *(c for c in failover_clouds or [] if c != cloud)]
+    unknown = [c for c in clouds if c not in known_clouds()]
+    if unknown:
         raise DodasTemplateError(
-            [TemplateProblem("input", f"cloud {cloud!r} is not configured", hint=f"use one of: {known_clouds()}")],
+            [
+                TemplateProblem("input", f"cloud {c!r} is not configured", hint=f"use one of: {known_clouds()}")
+                for c in unknown
+            ],
+            source,
+        )
+    options = dict(options or {})
+    if options.get("on_partial", "backfill") not in ("backfill", "keep", "rollback"):
+        raise DodasTemplateError(
+            [TemplateProblem("input", f"on_partial={options['on_partial']!r}", hint="use backfill, keep or rollback")],
             source,
         )
     plan = compile_template(template_text, inputs or {}, source=source)
@@ -100,7 +112,8 @@ def submit(
         ssh_private_key=keys.private_openssh,
         ssh_public_key=keys.public_openssh,
         cloud=cloud,
-        options=options or {},
+        clouds=clouds,
+        options=options,
         desired_counts={g.name: g.count for g in plan.groups},
         refresh_token=refresh_token,
     )
