@@ -94,3 +94,50 @@ def test_killed_provisioning_is_adopted_by_the_next_run(airflow_db: None) -> Non
             assert {s.id for s in before} & {s.id for s in servers}, "servers made before the kill were not kept"
     finally:
         cloud.cleanup()
+
+
+def provision_once(deployment_id: str, env: dict[str, str]) -> None:
+    """One provisioning pass, as a worker runs it (killed at a random moment by the test)."""
+    os.environ.update(env)
+    from dodas_tasks.deploy.provision import GroupProvisioner
+
+    with Store() as store:
+        GroupProvisioner(store, deployment_id, "vm").start()
+
+
+def test_twenty_random_kills_leave_no_duplicate_and_no_leak() -> None:
+    import random
+
+    from dodas_tasks.deploy.provision import GroupProvisioner
+
+    cloud = LocalCloud(api_error_rate=0.0)
+    rng = random.Random(20)
+    try:
+        with Store() as store:
+            deployment_id = service.submit(store, PLAIN, {"count": 6})
+        tags = deployment_tags(deployment_id)
+        env = {k: os.environ[k] for k in ("DODAS_HOME", "AIRFLOW_HOME")}
+        env["DODAS_LOCAL_API_ERROR_RATE"] = "0.3"  # a flaky API too, so kills land mid-retry as well
+        spawn = multiprocessing.get_context("spawn")
+        for _ in range(20):
+            worker = spawn.Process(target=provision_once, args=(deployment_id, env))
+            worker.start()
+            started = time.monotonic()
+            kill_after = rng.uniform(0.5, 4.0)  # interpreter start-up included: some die before, some mid-way
+            while worker.is_alive() and time.monotonic() - started < kill_after:
+                time.sleep(0.05)
+            if worker.is_alive():
+                os.kill(worker.pid, signal.SIGKILL)
+            worker.join()
+        with Store() as store:
+            final = GroupProvisioner(store, deployment_id, "vm", log=lambda _m: None)
+            progress = final.start()
+            poll(lambda: "BUILD" not in final.poll(progress.pending).values(), what="servers to boot")
+            final.finish(progress.pending)
+            nodes = store.list_nodes(deployment_id)
+        servers = cloud.list_servers(tags)
+        assert sorted(int(s.tags[TAG_INDEX]) for s in servers) == list(range(6))  # no duplicate slot
+        assert {n.cloud_id for n in nodes} == {s.id for s in servers}  # none leaked, none lost
+        assert {n.state for n in nodes} == {NodeState.CREATED}
+    finally:
+        cloud.cleanup()
