@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -136,8 +137,14 @@ def submit(
     inputs_file: InputsFileOpt = None,
     cloud: Annotated[str, typer.Option(help="Cloud to deploy on.")] = "local",
     wait: Annotated[bool, typer.Option(help="Follow the deployment until it completes or fails.")] = True,
+    oidc_agent: Annotated[
+        str | None, typer.Option(help="oidc-agent account to take your IAM access token from (oidc-token ACCOUNT).")
+    ] = None,
 ) -> None:
-    """Submit a template through the dodas_submit DAG; print the deployment id (and progress with --wait)."""
+    """Submit a template through the dodas_submit DAG; print the deployment id (and progress with --wait).
+
+    With an IAM access token (env DODAS_ACCESS_TOKEN, or --oidc-agent ACCOUNT) the deployment is delegated to you.
+    """
     from dodas_tasks import demo
     from dodas_tasks.airflow_stack import StackError
 
@@ -145,6 +152,9 @@ def submit(
     path = Path(template)
     inputs = read_inputs(input, inputs_file) or {}
     conf: dict[str, Any] = {"inputs": inputs, "cloud": cloud}
+    token = access_token(oidc_agent)
+    if token:
+        conf["access_token"] = token
     if path.is_file():
         conf["template_text"] = path.read_text()
     else:
@@ -159,6 +169,21 @@ def submit(
         typer.echo(status)
         if status.endswith("FAILED"):
             raise typer.Exit(1)
+
+
+def access_token(oidc_agent: str | None) -> str | None:
+    """The user's IAM access token: from oidc-agent when asked, else DODAS_ACCESS_TOKEN (never echoed)."""
+    if oidc_agent:
+        import subprocess
+
+        try:
+            result = subprocess.run(["oidc-token", oidc_agent], capture_output=True, text=True, timeout=30)
+        except FileNotFoundError:
+            _fail("oidc-token (oidc-agent) is not installed; set DODAS_ACCESS_TOKEN instead")
+        if result.returncode != 0:
+            _fail(f"oidc-token {oidc_agent} failed: {result.stderr.strip()[:200]}")
+        return result.stdout.strip()
+    return os.environ.get("DODAS_ACCESS_TOKEN") or None
 
 
 @app.command("list")
