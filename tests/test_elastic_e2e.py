@@ -159,15 +159,10 @@ def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: Air
             if driver.poll() is None:
                 driver.kill()
                 driver.wait()
-        if store.get_deployment(deployment_id).status != DeploymentStatus.DELETE_COMPLETE:
-            service.request_undeploy(store, deployment_id)
-            run = stack.trigger_dag(dag_id(deployment_id))
-            stack.wait_for_run(dag_id(deployment_id), run)
+        history = store.list_events(deployment_id, limit=1000)  # shown when the test fails
+        print("\n".join(f"{e.time:%H:%M:%S} {e.kind}: {e.message}" for e in history), file=sys.stderr)
+        service.request_undeploy(store, deployment_id)
+        stack.trigger_dag(dag_id(deployment_id))
+        deleted = DeploymentStatus.DELETE_COMPLETE
+        poll(lambda: store.get_deployment(deployment_id).status == deleted, "the deployment to be deleted")
         store.close()
-        print(
-            "events:\n"
-            + "\n".join(
-                f"{e.time:%H:%M:%S} {e.kind}: {e.message}" for e in Store().list_events(deployment_id, limit=1000)
-            ),
-            file=sys.stderr,
-        )

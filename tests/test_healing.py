@@ -142,7 +142,9 @@ def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(sta
         assert dep.outputs["spark_master_url"] == f"spark://{new_master.private_ip}:7077"
     finally:
         service.request_undeploy(store, deployment_id)
-        stack.wait_for_run(dag_id(deployment_id), stack.trigger_dag(dag_id(deployment_id)))
+        stack.trigger_dag(dag_id(deployment_id))
+        deleted = DeploymentStatus.DELETE_COMPLETE
+        poll(lambda: store.get_deployment(deployment_id).status == deleted, "the deployment to be deleted")
         store.close()
 
 
