@@ -83,13 +83,15 @@ def through_airflow(stack) -> float:
 
     start = time.perf_counter()
     deployment_id = demo.submit(stack, {"template": "spark_local.yaml", "inputs": {"number_of_workers": 2}}, print)
-    status = demo.watch(deployment_id, lambda _line: None)
-    elapsed = time.perf_counter() - start
-    assert status == "CREATE_COMPLETE", status
-    since = demo.last_event_id(deployment_id)
-    demo.undeploy(stack, deployment_id)
-    demo.watch(deployment_id, lambda _line: None, until={"DELETE_COMPLETE", "DELETE_FAILED"}, since=since)
-    return elapsed
+    try:
+        status = demo.watch(deployment_id, lambda _line: None)
+        elapsed = time.perf_counter() - start
+        assert status == "CREATE_COMPLETE", status
+        return elapsed
+    finally:  # leave nothing behind, whatever happened
+        since = demo.last_event_id(deployment_id)
+        demo.undeploy(stack, deployment_id)
+        demo.watch(deployment_id, lambda _line: None, until={"DELETE_COMPLETE", "DELETE_FAILED"}, since=since)
 
 
 def main() -> None:
