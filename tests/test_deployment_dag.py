@@ -125,7 +125,11 @@ topology_template:
 
 
 def test_submit_dag_registers_and_the_deployment_dag_appears_then_retires(
-    airflow_db: None, store: Store, cloud: LocalCloud, capfd: pytest.CaptureFixture[str]
+    airflow_db: None,
+    store: Store,
+    cloud: LocalCloud,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dodas_tasks.airflow.dag_factory import deployment_dags
 
@@ -144,6 +148,8 @@ def test_submit_dag_registers_and_the_deployment_dag_appears_then_retires(
     assert run.state == "success"
     service.request_undeploy(store, deployment_id)
     assert run_dag(info["dag_id"]).state == "success"
-    assert info["dag_id"] not in deployment_dags(store)  # retired: the factory no longer generates it
+    assert info["dag_id"] in deployment_dags(store)  # kept a while: the deleting run finishes its last tasks
+    monkeypatch.setenv("DODAS_DAG_RETIRE_S", "0")
+    assert info["dag_id"] not in deployment_dags(store)  # then retired: the factory no longer generates it
     assert secret not in capfd.readouterr().out  # task logs
     assert all(secret not in e.message for e in store.list_events(deployment_id, limit=1000))

@@ -5,6 +5,7 @@ Parsing reads the store only: no tosca-parser, no cloud call. On a worker, only 
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from dodas_tasks.airflow.operators import (
     VerifyOperator,
 )
 from dodas_tasks.deploy.naming import dag_id
-from dodas_tasks.store import DeploymentRecord, Store
+from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -100,17 +101,21 @@ def doc_md(dep: DeploymentRecord, plan: Plan) -> str:
     )
 
 
-def deployment_dags(store: Store | None = None) -> dict[str, DAG]:
-    """DAGs for every deployment not yet fully deleted; only the requested one when a worker parses."""
+def deployment_dags(store: Store | None = None, now: datetime | None = None) -> dict[str, DAG]:
+    """DAGs for every deployment not fully deleted, and for those deleted less than DODAS_DAG_RETIRE_S seconds ago
+    (default 600: the run that deleted them must finish its last tasks); only the requested one on a worker."""
     wanted = get_parsing_context().dag_id
     own = store is None
     store = store or Store()
+    retire_before = (now or datetime.now(UTC)) - timedelta(seconds=float(os.environ.get("DODAS_DAG_RETIRE_S", "600")))
     try:
         dags = {}
-        for dep in store.list_deployments(live_only=True):
+        for dep in store.list_deployments():
             name = dag_id(dep.id)
             if wanted and wanted != name:
                 continue
+            if dep.status == DeploymentStatus.DELETE_COMPLETE and not wanted and dep.updated_at < retire_before:
+                continue  # retired
             dags[name] = build_deployment_dag(dep)
         return dags
     finally:

@@ -100,7 +100,11 @@ class BeginOperator(DeploymentOperator):
             dep = store.get_deployment(self.deployment_id)
             if dep.status == DeploymentStatus.DELETE_COMPLETE:
                 raise AirflowFailException(f"deployment {self.deployment_id} is already deleted")
-            if dep.status not in DELETING:
+            if dep.status == DeploymentStatus.DELETE_FAILED:  # a failed deletion is retried as a deletion
+                store.set_status(
+                    self.deployment_id, DeploymentStatus.DELETE_IN_PROGRESS, f"retry, run {context['run_id']}"
+                )
+            elif dep.status not in DELETING:
                 first = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
                 status = DeploymentStatus.CREATE_IN_PROGRESS if first else DeploymentStatus.UPDATE_IN_PROGRESS
                 store.set_status(self.deployment_id, status, f"run {context['run_id']}")
