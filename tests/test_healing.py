@@ -68,7 +68,7 @@ def messages(store: Store, deployment_id: str, kind: str) -> list[str]:
 # -- real Airflow: worker and master replaced ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # function scope: a live stack must not act on the other tests' deployments
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,6 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
         extra_env={"DODAS_HEALING_INTERVAL_S": "5"},
     )
     with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("healing-dodas")))  # its own store and cloud
         patch.setenv("AIRFLOW__CORE__FERNET_KEY", airflow.env()["AIRFLOW__CORE__FERNET_KEY"])
         airflow.start()
         try:

@@ -266,7 +266,7 @@ def test_bad_settings_and_unknown_clouds_give_clear_errors(cloud_home, monkeypat
     monkeypatch.setenv("DODAS_LOCAL_BOOT_FAILURE_RATE", "2")
     with pytest.raises(CloudError, match="DODAS_LOCAL_BOOT_FAILURE_RATE='2' is out of range"):
         get_driver("local")
-    with pytest.raises(CloudError, match="unknown cloud 'nimbus'; known clouds: local"):
+    with pytest.raises(CloudError, match=r"unknown cloud 'nimbus'; known clouds: .*local"):
         get_driver("nimbus")
     with pytest.raises(CloudError, match="bad options for cloud 'local'"):
         get_driver("local", colour="blue")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,10 @@ def wait_status(deployment_id: str, wanted: set[str], timeout: float = 300) -> s
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> AirflowStack:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     home = tmp_path_factory.mktemp("rest-airflow")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("rest-dodas")))  # its own store: no other test's DAGs
     stack = AirflowStack(
         home,
         REPO / "dags",
@@ -62,13 +65,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> AirflowStack:
         },
     )
     stack.start()
-    yield stack
-    stack.stop()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        patch.undo()
 
 
-def test_submit_and_undeploy_through_the_rest_api(stack: AirflowStack) -> None:
+def test_submit_and_undeploy_through_the_rest_api(stack: AirflowStack, monkeypatch: pytest.MonkeyPatch) -> None:
     env = stack.env()
-    os.environ["AIRFLOW__CORE__FERNET_KEY"] = env["AIRFLOW__CORE__FERNET_KEY"]  # read the store as Airflow does
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", env["AIRFLOW__CORE__FERNET_KEY"])  # read the store as Airflow does
     run_id = stack.trigger_dag("dodas_submit", {"template_text": PLAIN, "inputs": {}})
     assert stack.wait_for_run("dodas_submit", run_id, timeout=300) == "success"
     info = stack.xcom("dodas_submit", run_id, "register")

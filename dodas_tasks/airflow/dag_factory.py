@@ -5,6 +5,7 @@ Parsing reads the store only: no tosca-parser, no cloud call. On a worker, only 
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
+log = logging.getLogger(__name__)
 _ORDERING = {"HostedOn", "DependsOn", "ConnectsTo"}
 
 
@@ -116,7 +118,10 @@ def deployment_dags(store: Store | None = None, now: datetime | None = None) -> 
                 continue
             if dep.status == DeploymentStatus.DELETE_COMPLETE and not wanted and dep.updated_at < retire_before:
                 continue  # retired
-            dags[name] = build_deployment_dag(dep)
+            try:
+                dags[name] = build_deployment_dag(dep)
+            except (KeyError, TypeError, ValueError) as exc:  # one broken record must not hide every other DAG
+                log.error("deployment %s: cannot build its DAG from the stored plan: %s", dep.id, exc)
         return dags
     finally:
         if own:

@@ -19,7 +19,7 @@ DEFAULT_CONN_ID = "aws_default"
 CONN_ENV = "DODAS_EC2_CONN_ID"  # which Airflow connection get_driver("ec2") uses when not told
 CLIENT_TTL_S = 900.0
 _lock = threading.Lock()
-_clients: dict[str, tuple[float, Any, dict[str, Any]]] = {}
+_clients: dict[tuple[str, str | None], tuple[float, Any, dict[str, Any]]] = {}
 MAX_POOL = 64  # HTTP connections per client; above any sensible max_concurrency
 
 
@@ -39,11 +39,13 @@ class Ec2Connection:
 
 def connect(conn_id: str) -> Ec2Connection:
     """The shared client for `conn_id` (region and endpoint_url come from the connection extra)."""
+    # keyed by the connection's definition too: a connection redefined in the environment gets a new client
+    key = (conn_id, os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"))
     with _lock:
-        cached = _clients.get(conn_id)
+        cached = _clients.get(key)
         if cached is None or time.monotonic() - cached[0] > CLIENT_TTL_S:
             cached = (time.monotonic(), *_new_client(conn_id))
-            _clients[conn_id] = cached
+            _clients[key] = cached
     _, client, extra = cached
     return Ec2Connection(conn_id, client, client.meta.region_name, extra)
 
