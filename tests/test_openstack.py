@@ -246,7 +246,7 @@ def test_timed_out_create_is_not_doubled_by_the_retry(double: OpenStackDouble) -
 def test_twenty_percent_faults_provisioning_still_completes(double: OpenStackDouble) -> None:
     """GroupProvisioner (tenacity retry around driver calls) + the driver's retryable errors beat 20 % 5xx/429."""
     from dodas_tasks.deploy import service
-    from dodas_tasks.deploy.provision import GroupProvisioner
+    from dodas_tasks.deploy.provision import GroupProvisioner, cloud_call
     from dodas_tasks.store import NodeState, Store
 
     os.environ["DODAS_OPENSTACK_CONN_ID"] = "os_password"
@@ -267,7 +267,7 @@ def test_twenty_percent_faults_provisioning_still_completes(double: OpenStackDou
             service.request_undeploy(store, deployment)
             provisioner = GroupProvisioner(store, deployment, "vm", log=lambda _: None)
             provisioner.start()
-            provisioner.driver.delete_key_pair(f"dodas-{deployment}")  # what finalize does after a deletion
+            cloud_call(provisioner.driver.delete_key_pair)(f"dodas-{deployment}")  # as finalize does, with retries
         double.faults.error_rate = 0.0
         poll(lambda: empty(double), "nothing left in the double")
     finally:
