@@ -70,7 +70,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     )
     with pytest.MonkeyPatch.context() as patch:
         # this process writes the store the stack's tasks read: both must use the same Fernet key
-        patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("elastic-dodas")))  # its own store and cloud
         patch.setenv("AIRFLOW__CORE__FERNET_KEY", airflow.env()["AIRFLOW__CORE__FERNET_KEY"])
         airflow.start()
         try:
