@@ -31,7 +31,8 @@ with DAG(
         f"Checks every serving deployment every {INTERVAL_S} s (`DODAS_HEALING_INTERVAL_S`): cloud status, SSH "
         "banner, framework membership (Spark: worker ALIVE, master answering). A node unhealthy for longer than "
         "`grace` is marked ERROR and replaced by its deployment DAG; a lost master is replaced and the workers "
-        "re-pointed. Replacements that fail back off (`backoff` doubling up to `backoff_max`) with the reason "
+        "re-pointed. A VM the cloud reports gone, in ERROR or stopped is replaced at once, without the grace. "
+        "Replacements that fail back off (`backoff` doubling up to `backoff_max`) with the reason "
         "in the deployment's status. Per-deployment settings come from the template, else the submit options; "
         f"defaults:\n\n{ElasticSettings().markdown()}\n"
     ),

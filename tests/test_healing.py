@@ -110,7 +110,7 @@ def last_event_id(store: Store, deployment_id: str) -> int:
 
 def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(stack: AirflowStack) -> None:
     store, cloud = Store(), LocalCloud()
-    deployment_id = service.submit(store, SPARK, {"number_of_workers": 1}, options={"grace": 3})
+    deployment_id = service.submit(store, SPARK, {"number_of_workers": 1})  # default grace: lost VMs need none
     try:
         stack.wait_for_dag(dag_id(deployment_id), reparse_via="dodas_submit")
 

@@ -2,6 +2,8 @@
 
 A node unhealthy beyond `grace` is marked ERROR and the deployment DAG is asked to run (its provisioner deletes
 and re-creates ERROR nodes, configure re-points the others: a worker's config digest includes the master's IP).
+The cloud's word is final: a VM it reports gone, in ERROR or stopped is replaced at once; the grace is for what
+can come back by itself (an SSH server or a framework daemon restarting, a slow network).
 Replacements that keep failing back off exponentially, with the reason in the deployment's status.
 Failed scale-outs of the elastic group (nodes that never served) belong to the autoscaler, not to healing.
 """
@@ -15,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dodas_tasks.clouds.base import ACTIVE, get_driver
+from dodas_tasks.clouds.base import ACTIVE, BUILD, get_driver
 from dodas_tasks.deploy.naming import deployment_tags
 from dodas_tasks.elastic.observe import SERVING, cluster_of
 from dodas_tasks.elastic.policy import backoff_delay
@@ -39,6 +41,11 @@ class Probe:
     ssh: bool | None
     framework: bool | None
     detail: str = ""
+
+    @property
+    def lost(self) -> bool:
+        """The cloud says the VM is gone, broken or stopped: nothing to wait for."""
+        return self.cloud not in (ACTIVE, BUILD)
 
     def problems(self) -> list[str]:
         found = []
@@ -74,7 +81,13 @@ def ssh_answers(host: str, port: int, timeout: float = 3.0) -> bool:
 def probe_nodes(dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Probe]:
     """Cloud (one list call), SSH (in parallel) and framework (one load read per framework) for every node."""
     plan = Plan.from_dict(dep.plan)
-    servers = {s.id: s.status for s in get_driver(dep.cloud).list_servers(deployment_tags(dep.id))}
+    driver = get_driver(dep.cloud)
+    servers = {s.id: s.status for s in driver.list_servers(deployment_tags(dep.id))}
+    for node in nodes:  # not listed: ask for it alone before calling it gone (listings can lag)
+        if node.cloud_id and node.cloud_id not in servers:
+            server = driver.get_server(node.cloud_id)
+            if server is not None:
+                servers[node.cloud_id] = server.status
     with ThreadPoolExecutor(max_workers=8) as pool:
         ssh = dict(
             zip(
@@ -144,7 +157,8 @@ def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None =
     judged = [n for n in nodes if n.state in _JUDGED]
     probes = probe_nodes(dep, judged) if judged else {}
     for node in judged:
-        problems = probes[node.id].problems()
+        probe = probes[node.id]
+        problems = probe.problems()
         if not problems:
             if node.unhealthy_since is not None or node.last_healthy_at is None or _older(node.last_healthy_at, now):
                 if node.unhealthy_since is not None:
@@ -156,8 +170,8 @@ def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None =
             store.update_node(node.id, unhealthy_since=now)
             store.add_event(dep.id, EVENT, f"{node.name}: unhealthy ({'; '.join(problems)})", node.id)
         waited = (now - since).total_seconds()
-        if waited >= settings.grace:
-            reason = f"unhealthy for {waited:.0f} s: {'; '.join(problems)}"
+        if probe.lost or waited >= settings.grace:
+            reason = f"{'lost' if probe.lost else f'unhealthy for {waited:.0f} s'}: {'; '.join(problems)}"
             store.update_node(
                 node.id, state=NodeState.ERROR, state_reason=reason, last_healthy_at=node.last_healthy_at or since
             )

@@ -12,7 +12,10 @@ HELP = {
     "idle_time": "seconds a worker must stay idle before it is removed",
     "cooldown": "seconds after a scaling action before the next one",
     "max_booting": "most nodes requested and not yet serving at any time",
-    "grace": "seconds a node may look unhealthy before it is replaced",
+    "grace": (
+        "seconds a running VM may fail its SSH or framework check before it is replaced "
+        "(a VM the cloud reports gone, in ERROR or stopped is replaced at once)"
+    ),
     "backoff": "first wait after a failed scale-out or replacement (doubles each time)",
     "backoff_max": "longest wait between two attempts after failures",
 }
