@@ -96,6 +96,37 @@ def test_keep_accepts_a_partial_group_above_min_ready(
     assert any(e.kind == "partial" for e in store.list_events(deployment_id, limit=100))
 
 
+WITH_POLICY = PLAIN + """
+  policies:
+    - all_or_nothing:
+        type: tosca.policies.indigo.dodas.Provisioning
+        targets: [ vm ]
+        properties: {on_partial: rollback}
+"""
+
+
+def test_rollback_from_the_templates_policy_deletes_the_group(
+    store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", "8")
+    deployment_id = service.submit(store, WITH_POLICY, {}, options={"on_partial": "keep"})  # the template wins
+    provisioner = boot_with_two_crashes(store, cloud, deployment_id)
+    with pytest.raises(ProvisioningFailed, match="rolled back") as failed:
+        provisioner.finish([n.id for n in store.list_nodes(deployment_id)])
+    assert "2 VM(s) failed" in str(failed.value)
+    assert cloud.list_servers(deployment_tags(deployment_id)) == []
+    assert store.list_nodes(deployment_id) == []
+
+
+def test_an_unknown_on_partial_in_the_template_is_refused_at_compile_time() -> None:
+    from dodas_tasks.tosca.compiler import compile as compile_plan
+    from dodas_tasks.tosca.errors import DodasTemplateError
+
+    with pytest.raises(DodasTemplateError) as refused:
+        compile_plan(WITH_POLICY.replace("on_partial: rollback", "on_partial: retry"), {})
+    assert "retry" in refused.value.report() and "on_partial" in refused.value.report()
+
+
 @pytest.fixture(scope="module")
 def moto() -> Iterator[MotoServer]:
     server = MotoServer().start()

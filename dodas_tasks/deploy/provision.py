@@ -285,10 +285,14 @@ class GroupProvisioner:
     # -- what to do when some VMs failed: backfill (retry them), keep what runs, or roll back ----------------------
 
     def partial_policy(self) -> tuple[str, int]:
-        """(on_partial, min_ready) from the submit options: on_partial backfill (default) / keep / rollback;
-        min_ready a count or a fraction of the desired count (default: all of them)."""
+        """(on_partial, min_ready) from the template's Provisioning policy, else the submit options (per group, then
+        global): on_partial backfill (default) / keep / rollback; min_ready a count or a fraction of the desired
+        count (default: all of them)."""
         options = self.deployment.options
-        group_options = (options.get("groups") or {}).get(self.group_name) or {}
+        group_options = {
+            **(options.get("groups") or {}).get(self.group_name, {}),
+            **self.group.provisioning,
+        }
         policy = str(group_options.get("on_partial") or options.get("on_partial") or "backfill")
         if policy not in ("backfill", "keep", "rollback"):
             raise ProvisioningFailed(f"on_partial={policy!r} is not one of backfill, keep, rollback")

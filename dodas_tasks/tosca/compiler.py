@@ -37,6 +37,7 @@ from dodas_tasks.tosca.units import size_to_gib, size_to_mib
 _ORDERING_KINDS = {"HostedOn", "DependsOn", "ConnectsTo", "AttachesTo"}
 _SCALING_POLICY = "tosca.policies.Scaling"
 _PLACEMENT_POLICY = "tosca.policies.Placement"
+_PROVISIONING_POLICY = "tosca.policies.indigo.dodas.Provisioning"
 _ELASTIC_SETTINGS = ("poll_interval", "backlog_window", "idle_time", "grace", "cooldown", "max_booting")
 
 for _name in ("toscaparser", "tosca"):  # tosca-parser warns about missing inputs; we report them ourselves
@@ -619,9 +620,14 @@ def _placements(plan: Plan, topology: dict[str, Any], resolver: Resolver) -> lis
             continue
         ((pname, spec),) = policy.items()
         ptype = str((spec or {}).get("type", ""))
+        props = {k: resolver.resolve(v, f"policy {pname}") for k, v in (spec.get("properties") or {}).items()}
+        if registry.derives_from(ptype, _PROVISIONING_POLICY):
+            for target in spec.get("targets") or []:
+                if target in groups:
+                    groups[target].provisioning.update({k: props[k] for k in ("on_partial", "min_ready") if k in props})
+            continue
         if not registry.derives_from(ptype, _PLACEMENT_POLICY):
             continue
-        props = {k: resolver.resolve(v, f"policy {pname}") for k, v in (spec.get("properties") or {}).items()}
         props = {k: resolver.protect_secrets(v, f"{pname}.{k}", k) for k, v in props.items()}
         targets = list(spec.get("targets") or [])
         for target in targets:

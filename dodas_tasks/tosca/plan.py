@@ -69,6 +69,7 @@ class NodeGroup:
     ports: list[PortRule] = field(default_factory=list)
     volumes: list[Volume] = field(default_factory=list)
     placement: dict[str, Any] = field(default_factory=dict)
+    provisioning: dict[str, Any] = field(default_factory=dict)  # on_partial, min_ready from a Provisioning policy
 
 
 @dataclass
