@@ -10,7 +10,13 @@ from collections.abc import Callable
 from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
 from dodas_tasks.deploy.refs import References, resolve_outputs
 from dodas_tasks.frameworks.base import Cluster, DeployContext, Framework, Node, Script, ScriptResult, Verified
-from dodas_tasks.frameworks.registry import Binding, ComponentNotDeployable, binding_for, framework
+from dodas_tasks.frameworks.registry import (
+    Binding,
+    ComponentNotDeployable,
+    binding_for,
+    framework,
+    framework_settings,
+)
 from dodas_tasks.store import NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
 
@@ -58,6 +64,10 @@ class Deployer:
             )
         return Cluster({role: tuple(nodes) for role, nodes in roles.items()})
 
+    def framework(self, name: str) -> Framework:
+        """Framework `name` with this deployment's site settings (submit options: container runtime, ports …)."""
+        return framework(name, framework_settings(self.deployment.options, name))
+
     def frameworks(self) -> list[str]:
         names = []
         for comp in self.plan.components:
@@ -100,7 +110,7 @@ class Deployer:
         then run the framework's API-driven deploy step (Marathon apps); returns what changed."""
         comp = self.plan.component(component_name)
         binding = binding_of(comp)
-        fw = framework(binding.framework)
+        fw = self.framework(binding.framework)
         cluster = self.cluster(binding.framework)
         refs = References(self.plan, self.nodes(), self.store.deployment_secret_inputs(self.deployment_id))
         changed = self._run_node_scripts(comp, binding, fw, cluster, self.property_env(comp, refs))
@@ -173,7 +183,7 @@ class Deployer:
     def verify(self) -> list[Verified]:
         checks = []
         for name in self.frameworks():
-            result = framework(name).verify(self.cluster(name), self.run)
+            result = self.framework(name).verify(self.cluster(name), self.run)
             self.log(f"verify {name}: {result.summary}")
             self.store.add_event(self.deployment_id, "verify", f"{name}: {result.summary}")
             checks.append(result)
@@ -182,7 +192,7 @@ class Deployer:
     def outputs(self) -> dict[str, object]:
         outputs = resolve_outputs(self.plan, self.store.list_nodes(self.deployment_id))
         for name in self.frameworks():
-            for key, value in framework(name).outputs(self.cluster(name)).items():
+            for key, value in self.framework(name).outputs(self.cluster(name)).items():
                 outputs.setdefault(key, value)
         self.store.update_deployment(self.deployment_id, outputs=outputs)
         return outputs

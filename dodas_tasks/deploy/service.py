@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
 from dodas_tasks.deploy.naming import short_id
+from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.store import Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
 from dodas_tasks.tosca.compiler import compile as compile_template
@@ -81,6 +82,12 @@ def submit(
     if options.get("on_partial", "backfill") not in ("backfill", "keep", "rollback"):
         raise DodasTemplateError(
             [TemplateProblem("input", f"on_partial={options['on_partial']!r}", hint="use backfill, keep or rollback")],
+            source,
+        )
+    framework_problems = check_options(options)
+    if framework_problems:
+        raise DodasTemplateError(
+            [TemplateProblem("input", p, hint="see the README's Mesos clusters section") for p in framework_problems],
             source,
         )
     plan = compile_template(template_text, inputs or {}, source=source)

@@ -1,12 +1,17 @@
 """Which framework deploys which TOSCA component type, and in which role: one table for the deployer.
 
 A component type is looked up through its derivation chain, so a template's own subtype of a known type works.
+Site settings of a framework (container runtime, API ports, images, timeouts) come from the deployment's submit
+options, so a site that runs podman or whose Marathon listens elsewhere needs no code change.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 
 from dodas_tasks.frameworks.base import Framework
 
@@ -64,9 +69,97 @@ def binding_for(type_chain: list[str], component: str = "") -> Binding:
     )
 
 
-def framework(name: str) -> Framework:
+def framework_class(name: str) -> type[Framework]:
+    """The class behind a framework name, imported on first use (a plan loads only the frameworks it needs)."""
     try:
         module, _, attr = FRAMEWORKS[name].partition(":")
     except KeyError:
         raise ComponentNotDeployable(f"no framework {name!r}; known: {', '.join(sorted(FRAMEWORKS))}") from None
-    return getattr(import_module(module), attr)()
+    return getattr(import_module(module), attr)
+
+
+def framework(name: str, settings: Mapping[str, Any] | None = None) -> Framework:
+    """The framework `name`, built with its site settings (see `framework_settings`)."""
+    return framework_class(name)(**dict(settings or {}))
+
+
+_SIMPLE = (str, int, float, bool)
+
+
+def settable(name: str) -> dict[str, Any]:
+    """Settings a deployment may give framework `name`: its keyword parameters with a plain default
+    (str/int/float/bool; e.g. runtime, ports, timeouts), plus those it lists in `mapping_settings` (e.g. images)."""
+    cls = framework_class(name)
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):  # parameters passed on through **kwargs live on the base classes
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind is param.KEYWORD_ONLY and isinstance(param.default, _SIMPLE):
+                found[param.name] = param.default
+    for key in getattr(cls, "mapping_settings", ()):
+        found[key] = {}
+    return found
+
+
+def framework_settings(options: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """Settings for framework `name` from a deployment's submit options.
+
+    `container_runtime` (e.g. "podman", or a path) goes to every framework that runs containers from its node
+    scripts; `frameworks: {<name>: {<setting>: value}}` sets one framework (e.g. {"mesos": {"marathon_https_port":
+    9443}}) and wins over `container_runtime`. Submission refuses unknown names and settings (check_options).
+    """
+    options = options or {}
+    known = settable(name)
+    settings: dict[str, Any] = {}
+    if options.get("container_runtime") and "runtime" in known:
+        settings["runtime"] = str(options["container_runtime"])
+    settings.update((options.get("frameworks") or {}).get(name) or {})
+    return settings
+
+
+def check_options(options: Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with a submission's framework options (empty when nothing): unknown frameworks or
+    settings, wrong value types; each message names the setting and what is accepted."""
+    options = options or {}
+    problems: list[str] = []
+    runtime = options.get("container_runtime")
+    if runtime is not None and (not isinstance(runtime, str) or not runtime.strip()):
+        problems.append(f"container_runtime must be a command name or path, got {runtime!r}")
+    per_framework = options.get("frameworks") or {}
+    if not isinstance(per_framework, Mapping):
+        return [*problems, 'frameworks must be an object such as {"mesos": {"marathon_https_port": 9443}}']
+    for name, settings in per_framework.items():
+        if name not in FRAMEWORKS:
+            problems.append(f"frameworks.{name}: no such framework; known: {', '.join(sorted(FRAMEWORKS))}")
+            continue
+        known = settable(name)
+        if not isinstance(settings, Mapping):
+            problems.append(f"frameworks.{name} must be an object of settings ({', '.join(sorted(known))})")
+            continue
+        before = len(problems)
+        for key, value in settings.items():
+            if key not in known:
+                problems.append(f"frameworks.{name}.{key}: unknown setting; settable: {', '.join(sorted(known))}")
+            elif not _same_kind(known[key], value):
+                problems.append(
+                    f"frameworks.{name}.{key} = {value!r}: expected {type(known[key]).__name__} "
+                    f"(default {known[key]!r})"
+                )
+        if len(problems) == before:
+            try:  # what the framework itself refuses (e.g. an unknown image name inside `images`)
+                framework(name, settings)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"frameworks.{name}: {exc}")
+    return problems
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, dict):
+        return isinstance(value, Mapping)
+    return isinstance(value, type(default))

@@ -66,11 +66,12 @@ class MesosCluster(Framework):
 
     name = "mesos"
     roles = ("master", "agent", "lb")
+    mapping_settings = ("images",)  # a deployment may set images as {"marathon": "...", ...} (MesosImages fields)
 
     def __init__(
         self,
         *,
-        images: MesosImages | None = None,
+        images: MesosImages | Mapping[str, str] | None = None,
         runtime: str = "docker",
         state_dir: str = "$HOME/.dodas/mesos",
         cluster_name: str = "DodasCluster",
@@ -89,7 +90,7 @@ class MesosCluster(Framework):
         http: Callable[[], httpx.Client] | None = None,
         mesos_auth: tuple[str, str] | None = None,
     ) -> None:
-        self.images = images or MesosImages()
+        self.images = images if isinstance(images, MesosImages) else MesosImages(**dict(images or {}))
         self.runtime = runtime
         self.state_dir = state_dir
         self.cluster_name = cluster_name
