@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -126,6 +127,13 @@ def test_redact_masks_every_secret_and_each_line_of_multiline_ones() -> None:
     masked = redact(text, ["s3cr3t", key, ""])
     assert "s3cr3t" not in masked and middle_line not in masked
     assert masked.count("***") == 3 and masked.endswith("empty secrets change nothing")
+
+
+def test_redact_masks_secrets_also_in_their_json_escaped_form() -> None:
+    secret = 'pa"ss\\wörd'
+    text = json.dumps({"env": {"MARATHON_PASSWD": secret}}) + json.dumps(secret, ensure_ascii=False) + secret
+    masked = redact(text, [secret])
+    assert masked == '{"env": {"MARATHON_PASSWD": "***"}}"***"***'
 
 
 def test_render_quotes_values_and_leaves_shell_variables_alone() -> None:

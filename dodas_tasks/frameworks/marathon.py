@@ -7,7 +7,9 @@ master VM; the latter needs only SSH to reach a cluster on a private network.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from dodas_tasks.configure.redaction import MASK
 from dodas_tasks.frameworks.base import Node, Runner, Script
 
 
@@ -84,19 +87,46 @@ class NodeCurlTransport:
             return int(status) if status.isdigit() else 0, None
 
 
-def contains(current: Any, desired: Any) -> bool:
-    """Whether Marathon's app (which adds defaults) already holds everything in the desired definition."""
+CONFIG_LABEL = "DODAS_CONFIG"  # digest of the definition DODAS last PUT (secrets included), on every app
+
+
+def contains(current: Any, desired: Any, *, masked: bool = False) -> bool:
+    """Whether Marathon's app (which adds defaults) already holds everything in the desired definition.
+
+    masked: Marathon's answer came through the SSH runner, which masks secrets (***) in everything it returns,
+    so a masked part of a string stands for anything; the CONFIG_LABEL digest is what tells a changed secret.
+    """
     if isinstance(desired, Mapping):
-        return isinstance(current, Mapping) and all(contains(current.get(k), v) for k, v in desired.items())
+        return isinstance(current, Mapping) and all(
+            contains(current.get(k), v, masked=masked) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return (
             isinstance(current, list)
             and len(current) == len(desired)
-            and all(contains(c, d) for c, d in zip(current, desired, strict=True))
+            and all(contains(c, d, masked=masked) for c, d in zip(current, desired, strict=True))
         )
     if isinstance(desired, float) or isinstance(current, float):
         return isinstance(current, int | float) and abs(float(current) - float(desired)) < 1e-9
+    if masked and isinstance(current, str) and isinstance(desired, str) and MASK in current:
+        pattern = ".*".join(re.escape(part) for part in current.split(MASK))
+        return re.fullmatch(pattern, desired, flags=re.DOTALL) is not None
     return current == desired
+
+
+def with_config_label(app: Mapping[str, Any]) -> dict[str, Any]:
+    """The app with CONFIG_LABEL set to the digest of its definition."""
+    digest = hashlib.sha256(json.dumps(app, sort_keys=True).encode()).hexdigest()[:16]
+    return {**app, "labels": {**(app.get("labels") or {}), CONFIG_LABEL: digest}}
+
+
+def up_to_date(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Marathon runs exactly the desired definition: same digest label (what DODAS put, secrets included) and
+    every field still as desired (nobody scaled or edited the app in Marathon since)."""
+    if current is None:
+        return False
+    label = (current.get("labels") or {}).get(CONFIG_LABEL)
+    return label == desired["labels"][CONFIG_LABEL] and contains(current, desired, masked=True)
 
 
 @dataclass(frozen=True)
@@ -203,11 +233,10 @@ class MarathonClient:
 
         Returns the ids of the apps that changed (none on a rerun with the same definitions).
         """
-        apps = list(apps)
+        apps = [with_config_label(app) for app in apps]
         changed, deployments = [], set()
         for app in apps:
-            current = self.app(app["id"])
-            if current is not None and contains(current, app):
+            if up_to_date(self.app(app["id"]), app):
                 continue
             deployment = self.put_app(app, force=force)
             changed.append(app["id"])
