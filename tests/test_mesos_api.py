@@ -9,8 +9,16 @@ from mesos_double import ClusterDouble, ClusterState
 
 from dodas_tasks.clustermanagers.mesos import MesosCluster, agent_problems, load_from_state, quorum
 from dodas_tasks.frameworks.base import Cluster, Node
-from dodas_tasks.frameworks.htcondor import htcondor_apps, load_from_pool, parse_pool
-from dodas_tasks.frameworks.marathon import HttpTransport, MarathonClient, MarathonError, app_state, contains
+from dodas_tasks.frameworks.htcondor import htcondor_apps, idle_jobs, load_from_pool, parse_pool
+from dodas_tasks.frameworks.marathon import (
+    HttpTransport,
+    MarathonClient,
+    MarathonError,
+    app_state,
+    contains,
+    up_to_date,
+    with_config_label,
+)
 
 AUTH = ("admin", "s3cret")
 AGENTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"]  # schedd, ccb, two workers
@@ -116,9 +124,27 @@ def test_app_state_and_contains_helpers() -> None:
 
 
 def test_htcondor_pool_parsing_and_load() -> None:
+    # condor_status -any -af MyType Name State Activity TotalIdleJobs: attributes an ad lacks read "undefined"
     pool = parse_pool(
-        "Scheduler schedd@10.0.0.1\nMachine slot1@10.0.0.3 Claimed Busy\nMachine slot1@10.0.0.4 Unclaimed Idle\n"
+        "Collector collector@10.0.0.2 undefined undefined undefined\n"
+        "Scheduler schedd@10.0.0.1 undefined undefined 4\n"
+        "Scheduler schedd@10.0.0.5 undefined undefined 1\n"
+        "Machine slot1@10.0.0.3 Claimed Busy undefined\n"
+        "Machine slot1@10.0.0.4 Unclaimed Idle undefined\n"
     )
+    assert idle_jobs(pool["Scheduler"]) == 5
     load = load_from_pool(pool["Machine"], [1, 2])
     assert load.busy_nodes == ["10.0.0.3"] and load.idle_nodes == ["10.0.0.4"]
     assert load.pending_demand == 3 and load.waiting_apps == 2
+
+
+def test_marathon_answers_with_masked_secrets_still_match_what_was_put() -> None:
+    """The SSH runner masks secrets in what Marathon returns; the digest label tells a changed secret."""
+    desired = with_config_label({"id": "/proxycache", "env": {"MARATHON_PASSWD": "pw-1", "URL": "http://x"}})
+    masked = {**desired, "env": {"MARATHON_PASSWD": "***", "URL": "http://x"}, "tasks": []}
+    assert up_to_date(masked, desired)
+    assert not up_to_date(masked, with_config_label({**desired, "labels": {}, "env": {"MARATHON_PASSWD": "pw-2"}}))
+    one = with_config_label({"id": "/condorwn", "instances": 1})
+    assert not up_to_date({**one, "instances": 3}, one)  # scaled by hand in Marathon: put back
+    assert not up_to_date({**masked, "env": {"MARATHON_PASSWD": "***", "URL": "http://y"}}, desired)
+    assert not up_to_date(None, desired)

@@ -144,13 +144,19 @@ def htcondor_apps(props: Mapping[str, Any], workers: int) -> list[dict[str, Any]
 
 
 def parse_pool(output: str) -> dict[str, list[str]]:
-    """`condor_status -any -af MyType Name [State Activity]` lines: names by ad type (Scheduler, Machine …)."""
+    """`condor_status -any -af MyType Name State Activity TotalIdleJobs` lines: the rest of each line by ad type
+    (Scheduler, Machine …); attributes an ad does not have read `undefined`."""
     pool: dict[str, list[str]] = {}
     for line in output.splitlines():
         parts = line.split()
         if len(parts) >= 2:
             pool.setdefault(parts[0], []).append(" ".join(parts[1:]))
     return pool
+
+
+def idle_jobs(schedds: list[str]) -> int:
+    """Idle jobs in the pool: the sum of the TotalIdleJobs every schedd advertises to the collector."""
+    return sum(int(ad.split()[-1]) for ad in schedds if ad.split()[-1].isdigit())
 
 
 def load_from_pool(machines: list[str], idle_job_cpus: list[int], name_of: Any = str) -> Load:
@@ -171,7 +177,7 @@ def load_from_pool(machines: list[str], idle_job_cpus: list[int], name_of: Any =
 
 
 _POOL = r"""out=$("$DODAS_RUNTIME" run --rm --network host "$CONDOR_IMAGE" condor_status -pool "$COLLECTOR" -any \
-    -af MyType Name State Activity 2>&1) || { echo "$out" >&2; exit 1; }
+    -af MyType Name State Activity TotalIdleJobs 2>&1) || { echo "$out" >&2; exit 1; }
 printf '%s\n' "$out"
 """
 
@@ -230,12 +236,17 @@ class HTCondorOnMesos(MarathonFramework):
         )
 
     def load(self, cluster: Cluster) -> Load:
-        """Idle/claimed startds from the collector (needs a runner: load runs commands on a master node)."""
+        """Idle jobs (schedd ads) and idle/claimed startds from the collector; needs a runner (the collector is
+        asked from a master node over SSH).
+
+        The collector does not carry the idle jobs' RequestCpus: each counts as one CPU, the size of the slots
+        DODAS workers offer (SLOT_TYPE_1 cpus=1).
+        """
         if self.runner is None:
             raise RuntimeError("HTCondorOnMesos.load needs runner= (commands run on a master node over SSH)")
         pool, _ = self.pool(cluster, self.runner)
-        idle_jobs = [int(x.split()[-1]) for x in pool.get("Job", []) if x.split()[-1].isdigit()]
-        return load_from_pool(pool.get("Machine", []), idle_jobs, cluster.name_of)
+        waiting = idle_jobs(pool.get("Scheduler", []))
+        return load_from_pool(pool.get("Machine", []), [1] * waiting, cluster.name_of)
 
 
 def _list(value: Any) -> list[str]:
