@@ -6,6 +6,17 @@ slow deployments (a deployment ends after N polls of /v2/deployments), unhealthy
 cannot be placed (constraints matched against agent hostnames).
 """
 
-from mesos_double.server import ClusterDouble, ClusterState
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["ClusterDouble", "ClusterState"]
+
+
+def __getattr__(name: str) -> Any:
+    """Imported on first use: the recorder (`fake_docker`) runs for every docker call and needs none of it."""
+    if name in __all__:
+        from mesos_double import server
+
+        return getattr(server, name)
+    raise AttributeError(name)

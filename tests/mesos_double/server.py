@@ -1,10 +1,11 @@
-"""One threaded HTTP server playing both the Mesos master and Marathon, bound to a loopback address."""
+"""One threaded HTTP(S) server playing both the Mesos master and Marathon, bound to a loopback address."""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ class ClusterState:
     deployments: dict[str, int] = field(default_factory=dict)  # id -> polls left
     puts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self) -> None:
+        """Called under `lock` before each request: a state shared with other processes reloads here."""
+
+    def changed(self) -> None:
+        """Called under `lock` after a PUT changed the apps: a shared state saves them here."""
 
     def place(self, app: dict[str, Any]) -> list[str]:
         """Hosts for the app's instances: active agents matching its hostname constraints, round robin."""
@@ -69,10 +76,14 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/master/health":  # Mesos answers it without authentication (200: the process is up)
+            self._send(200, {})
+            return
         if not self._authorised():
             return
-        url = urlsplit(self.path)
         with self.state.lock:
+            self.state.refresh()
             self._send(*self._get(url.path, parse_qs(url.query)))
 
     def do_PUT(self) -> None:
@@ -84,12 +95,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"message": "not found"})
             return
         with self.state.lock:
+            self.state.refresh()
             app_id = "/" + path[len("/v2/apps/") :].strip("/")
             deployment = str(uuid.uuid4())
             created = app_id not in self.state.apps
             self.state.apps[app_id] = {**body, "id": app_id, "version": deployment}
             self.state.deployments[deployment] = self.state.deploy_polls
             self.state.puts.append(app_id)
+            self.state.changed()
             self._send(201 if created else 200, {"deploymentId": deployment, "version": deployment})
 
     def _get(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
@@ -175,20 +188,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ClusterDouble:
-    """Mesos master + Marathon double on (host, port); stop() shuts the server thread down."""
+    """Mesos master + Marathon double on (host, port), HTTPS with `tls`; stop() shuts the server thread down."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: ClusterState | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state: ClusterState | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.state = state or ClusterState()
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -101,6 +101,18 @@ wait_running() {
     done
 }
 
+# wait_http URL CURLRC: URL answers with a 2xx (curl -K CURLRC for credentials and CA), or fail after
+# DODAS_WAIT_SECONDS with curl's last error: a running container is not yet a service that answers.
+wait_http() {
+    _deadline=$(($(date +%s) + DODAS_WAIT_SECONDS))
+    until _err=$(curl -sS -f -o /dev/null --max-time 10 -K "$2" "$1" 2>&1); do
+        if [ "$(date +%s)" -ge "$_deadline" ]; then
+            fail "$1 does not answer after $DODAS_WAIT_SECONDS s: $_err"
+        fi
+        sleep 1
+    done
+}
+
 # lock_node: one configure script at a time on this node (fd 9 held until the script ends).
 lock_node() {
     mkdir -p "$DODAS_MESOS_STATE"

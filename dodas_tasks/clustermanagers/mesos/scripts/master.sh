@@ -133,4 +133,7 @@ else
     fi
     wait_running dodas-zookeeper dodas-mesos-master dodas-marathon
 fi
+# Frameworks are posted to Marathon as soon as this script ends: ready means Mesos and Marathon answer.
+wait_http "http://$NODE_IP:$MESOS_PORT/master/health" "$S/mesos/curlrc"
+wait_http "$MARATHON_URL/ping" "$S/marathon/curlrc"
 echo "mesos master ready on $NODE_IP (ZooKeeper id $ZK_MYID, quorum $MESOS_QUORUM, Marathon $MARATHON_URL)"
