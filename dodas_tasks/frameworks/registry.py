@@ -97,7 +97,8 @@ def settable(name: str) -> dict[str, Any]:
             continue
         for param in inspect.signature(init).parameters.values():
             if param.kind is param.KEYWORD_ONLY and isinstance(param.default, _SIMPLE):
-                found[param.name] = param.default
+                float_typed = param.annotation in (float, "float") and not isinstance(param.default, bool)
+                found[param.name] = float(param.default) if float_typed else param.default  # timeout: float = 900
     for key in getattr(cls, "mapping_settings", ()):
         found[key] = {}
     return found
