@@ -1,6 +1,6 @@
 """Parallel provisioning on OpenStack: 50 VMs against 1 VM through GroupProvisioner.start() + poll/finish
 (the library under the deployment DAG's provision task), against the HTTP double with 1 s of latency injected on
-every server create call, default driver concurrency (20).
+every server create call, default driver concurrency (`DEFAULT_CONCURRENCY` in dodas_tasks/clouds/base.py).
 
 Prints:
 - `figure provision_50_over_1`: wall time (start → all ACTIVE and recorded) of 50 VMs ÷ the same for 1 VM, with a

@@ -14,6 +14,7 @@ import pytest
 
 from dodas_tasks.clouds.base import (
     ACTIVE,
+    DEFAULT_CONCURRENCY,
     ERROR,
     TAG_DEPLOYMENT,
     TAG_GROUP,
@@ -292,7 +293,10 @@ def test_leak_collection_removes_everything(double: OpenStackDouble, driver: Ope
 def test_get_driver_finds_the_connection_from_the_environment(double: OpenStackDouble, monkeypatch) -> None:
     monkeypatch.setenv("DODAS_OPENSTACK_CONN_ID", "os_appcred")
     driver = get_driver("openstack")
-    assert isinstance(driver, OpenStackCloud) and driver.conn_id == "os_appcred" and driver.max_concurrency == 20
+    assert isinstance(driver, OpenStackCloud) and driver.conn_id == "os_appcred"
+    assert driver.max_concurrency == DEFAULT_CONCURRENCY
+    monkeypatch.setenv("AIRFLOW_CONN_OS_NARROW", double.connection_json("appcred", dodas_max_concurrency=3))
+    assert OpenStackCloud("os_narrow").max_concurrency == 3  # a site that wants fewer parallel calls says so
 
 
 PLAIN = """

@@ -129,11 +129,16 @@ class ProjectResource:
     created_at: datetime | None = None
 
 
+# Parallel cloud calls per provisioning pass. IM does 5; 32 creates 50 VMs in two waves, and clouds that push back
+# answer 429/503, which are retried with jittered backoff. Per site: connection extra `dodas_max_concurrency`.
+DEFAULT_CONCURRENCY = 32
+
+
 class CloudDriver(ABC):
     """One IaaS. Calls are synchronous and thread-safe; `max_concurrency` bounds parallel calls."""
 
     name: str = "abstract"
-    max_concurrency: int = 5
+    max_concurrency: int = DEFAULT_CONCURRENCY
 
     @abstractmethod
     def create_server(self, spec: ServerSpec) -> Server:

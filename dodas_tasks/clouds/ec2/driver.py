@@ -17,6 +17,7 @@ from typing import Any
 from dodas_tasks.clouds.base import (
     ACTIVE,
     BUILD,
+    DEFAULT_CONCURRENCY,
     DELETED,
     ERROR,
     TAG_DEPLOYMENT,
@@ -35,7 +36,6 @@ from dodas_tasks.clouds.ec2.resources import ProjectResource
 from dodas_tasks.clouds.sizing import choose_flavor
 from dodas_tasks.settings import PROJECT_TAG
 
-DEFAULT_CONCURRENCY = 20  # parallel cloud calls per provisioning pass (IM does 5)
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 _DEAD = {"shutting-down", "terminated"}
 _STATUS = {"pending": BUILD, "running": ACTIVE, "shutting-down": DELETED, "terminated": DELETED}
@@ -78,7 +78,7 @@ class EC2Driver(CloudDriver):
 
     @property
     def max_concurrency(self) -> int:  # type: ignore[override]
-        """Parallel calls allowed: option, else connection extra `dodas_max_concurrency`, else 20."""
+        """Parallel calls allowed: option, else connection extra `dodas_max_concurrency`, else the default."""
         if self._max_concurrency is None:
             self._max_concurrency = int(self.conn.extra.get("dodas_max_concurrency") or DEFAULT_CONCURRENCY)
         return self._max_concurrency

@@ -24,7 +24,9 @@ from typing import Any
 
 from keystoneauth1.identity import v3
 
-from dodas_tasks.clouds.base import CloudError
+from dodas_tasks.clouds.base import DEFAULT_CONCURRENCY, CloudError
+
+MAX_POOL = 64  # HTTP connections kept per site; above any sensible dodas_max_concurrency
 
 TokenProvider = Callable[[], str]
 AUTH_TYPES = ("password", "v3applicationcredential", "v3oidcaccesstoken")
@@ -39,6 +41,7 @@ class SiteSettings:
     network: str | None
     floating_ip_pool: str | None
     default_image: str | None
+    max_concurrency: int = DEFAULT_CONCURRENCY
 
 
 def _extra(extra: dict[str, Any], *keys: str) -> Any:
@@ -133,6 +136,7 @@ def _hook_class() -> type:
                 verify = extra.get("verify", True)
                 sess = ks_session.Session(
                     auth=build_auth(params, self.token_provider),
+                    session=_pooled_http_session(),
                     verify=verify,
                     timeout=float(extra.get("timeout", 60)),
                 )
@@ -147,10 +151,22 @@ def _hook_class() -> type:
                     network=extra.get("network"),
                     floating_ip_pool=extra.get("floating_ip_pool"),
                     default_image=extra.get("default_image"),
+                    max_concurrency=int(extra.get("dodas_max_concurrency") or DEFAULT_CONCURRENCY),
                 )
             return self.conn
 
     return SiteHook
+
+
+def _pooled_http_session() -> Any:
+    """keystoneauth's default pool keeps 10 connections; parallel provisioning needs one per concurrent call."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    http = requests.Session()
+    for scheme in ("https://", "http://"):
+        http.mount(scheme, HTTPAdapter(pool_connections=4, pool_maxsize=MAX_POOL))
+    return http
 
 
 def _airflow_connection(hook: Any, conn_id: str) -> Any:

@@ -116,10 +116,10 @@ class OpenStackCloud(CloudDriver):
         self,
         openstack_conn_id: str | None = None,
         token_provider: TokenProvider | None = None,
-        max_concurrency: int = 20,
+        max_concurrency: int | None = None,
     ) -> None:
         self.conn_id = openstack_conn_id or os.environ.get(CONN_ENV) or DEFAULT_CONN_ID
-        self.max_concurrency = max_concurrency
+        self._max_concurrency = max_concurrency
         self._hook = site_hook(self.conn_id, token_provider)
         self._cache = _site_cache(self.conn_id)
         self._uncertain: set[str] = set()  # names whose create may have happened although it raised
@@ -132,6 +132,11 @@ class OpenStackCloud(CloudDriver):
     def conn(self) -> Any:
         with cloud_errors(f"connect to OpenStack ({self.conn_id})"):
             return self._hook.get_conn()
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        """Parallel calls allowed: option, else connection extra `dodas_max_concurrency`, else the default."""
+        return self._max_concurrency or self.settings.max_concurrency
 
     @property
     def settings(self) -> SiteSettings:
