@@ -103,6 +103,12 @@ def events(store: Store, deployment_id: str, kind: str) -> list[str]:
     return [e.message for e in store.list_events(deployment_id, limit=1000) if e.kind == kind]
 
 
+def started_by_trigger(stack: AirflowStack, deployment_id: str) -> list[dict]:
+    """Deployment runs the elasticity trigger created itself through the REST API (noted with the decision)."""
+    runs = stack.api("GET", f"/api/v2/dags/{dag_id(deployment_id)}/dagRuns")["dag_runs"]
+    return [r for r in runs if (r.get("note") or "").startswith("scale_out: ")]
+
+
 def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: AirflowStack, tmp_path: Path) -> None:
     store = Store()
     cloud = LocalCloud()
@@ -122,6 +128,7 @@ def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: Air
         poll(lambda: store.get_deployment(deployment_id).desired_counts[WORKERS] == 3, "the scale-out")
         scale_outs = [m for m in events(store, deployment_id, "scale") if "elasticity" in m]
         assert len(scale_outs) == 1 and "desired 3" in scale_outs[0] and "2 core(s) wanted" in scale_outs[0]
+        poll(lambda: started_by_trigger(stack, deployment_id), "the deployment run started by the elasticity trigger")
         # B wants 1 core while A holds all: it waits (max_workers reached: no scale-out) and runs after A.
         drivers.append(submit_app(master_ip, tmp_path, "narrow", cores=1, seconds=30, parts=1))
         assert poll(lambda: drivers[0].poll() is not None, "app A to finish") is not None

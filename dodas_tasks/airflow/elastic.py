@@ -31,7 +31,8 @@ class ElasticityTrigger(BaseTrigger):
     """Polls one deployment's load and runs the policy; fires with the first decision that does something.
 
     Decisions without SSH work (scale-out, backoff, retry, drop failed nodes) are recorded in the store by the
-    trigger itself, so the reaction does not wait for a worker slot; the task then only starts the deployment run.
+    trigger itself, which also starts the deployment run through the REST API when it can (`dodas_api`): the
+    reaction waits for no worker slot; the task then only logs it (or starts the run, without the connection).
     """
 
     def __init__(self, deployment_id: str, state: dict[str, Any] | None = None) -> None:
@@ -69,6 +70,8 @@ class ElasticityTrigger(BaseTrigger):
                         event["needs_run"] = await asyncio.to_thread(
                             apply, store, target, decision, state, self.log.info
                         )
+                        if event["needs_run"]:
+                            event["run_id"] = await self._start_run(f"{decision.action}: {decision.reason}")
                     yield TriggerEvent(event)
                     return
                 decision_reason = decision.reason
@@ -76,6 +79,21 @@ class ElasticityTrigger(BaseTrigger):
                 self.log.info("%s: %s", self.deployment_id, decision_reason)
                 said = decision_reason
             await asyncio.sleep(target.settings.poll_interval)
+
+    async def _start_run(self, note: str) -> str | None:
+        """The deployment run, created here through the REST API; None leaves it to the task."""
+        from dodas_tasks.airflow.rest import AirflowApi
+
+        api = await AirflowApi.aconnect()
+        if api is None:
+            return None
+        try:
+            run_id = await api.atrigger_run(dag_id(self.deployment_id), note[:1000])
+        except Exception as exc:  # the API is down or refuses: the task starts the run instead
+            self.log.warning("%s: could not start the deployment run through the REST API: %s", self.deployment_id, exc)
+            return None
+        self.log.info("%s: started %s", self.deployment_id, run_id)
+        return run_id
 
 
 class ElasticityOperator(TriggerDagRunOperator):
@@ -114,7 +132,9 @@ class ElasticityOperator(TriggerDagRunOperator):
             needs_run = apply(store, target, decision, PolicyState.from_dict(event["state"]), log=self.log.info)
         else:
             self.log.info("%s (recorded by the trigger): %s", decision.action, decision.reason)
-        if needs_run:
+        if needs_run and event.get("run_id"):
+            self.log.info("the trigger started %s run %s to apply it", self.trigger_dag_id, event["run_id"])
+        elif needs_run:
             self.log.info("running %s to apply it", self.trigger_dag_id)
             super().execute(context)  # raises DagRunTriggerException: the task runner creates the run
         return summary(decision, target)

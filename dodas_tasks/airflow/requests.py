@@ -6,15 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from dodas_tasks.airflow.rest import API_CONN_ID, AirflowApi
 from dodas_tasks.deploy.naming import dag_id
 from dodas_tasks.store import DeploymentNotFoundError, Store
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-API_CONN_ID = "dodas_api"  # an http connection to this Airflow's REST API, used to re-parse the DAG file now
 DAG_FILE_ANCHOR = "dodas_submit"  # a DAG defined in the same file as the deployment DAGs
 
 
@@ -76,21 +75,11 @@ def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
 
 def publish(info: dict[str, str]) -> dict[str, str]:
     """Make the new deployment DAG appear now (re-parse its file) instead of at the next periodic parse."""
-    try:
-        conn = BaseHook.get_connection(API_CONN_ID)
-    except Exception:
+    api = AirflowApi.connect()
+    if api is None:
         log.info("no %r connection: %s appears at the next periodic parse of the DAG folder", API_CONN_ID, info)
         return info
-    import httpx
-
-    base = f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
-    token = httpx.post(f"{base}/auth/token", json={"username": conn.login, "password": conn.password}, timeout=10)
-    token.raise_for_status()
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-    details = httpx.get(f"{base}/api/v2/dags/{DAG_FILE_ANCHOR}/details", headers=headers, timeout=10)
-    details.raise_for_status()
-    reparse = httpx.put(f"{base}/api/v2/parseDagFile/{details.json()['file_token']}", headers=headers, timeout=10)
-    reparse.raise_for_status()
+    api.reparse_file_of(DAG_FILE_ANCHOR)
     log.info("asked the DAG processor to parse the deployment DAGs again: %s appears in a moment", info["dag_id"])
     return info
 
