@@ -9,6 +9,7 @@ import pytest
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.deploy import service
+from dodas_tasks.deploy.components import Deployer
 from dodas_tasks.deploy.naming import dag_id, deployment_tags
 from dodas_tasks.settings import dodas_home
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
@@ -84,6 +85,9 @@ def test_local_spark_deploys_verifies_and_undeploys_without_running_injected_inp
     servers = cloud.list_servers(deployment_tags(deployment_id))
     assert len(servers) == 3
     assert not pwned.exists()  # the input reached the workers' scripts as a quoted value, never as code
+    # the same master and configuration again (a scale run): the membership check, no second SparkPi job
+    (again,) = Deployer(store, deployment_id, log=lambda _m: None).verify()
+    assert again.summary.startswith("all 2 worker(s) ALIVE"), again.summary
 
     service.request_undeploy(store, deployment_id)
     run = run_dag(dag_id(deployment_id))

@@ -131,6 +131,7 @@ def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(sta
         assert new_worker.cloud_id != worker.cloud_id and new_worker.state == NodeState.STARTED
         poll(lambda: spark_workers(store, deployment_id) == [new_worker.name], "Spark to count the new worker")
         assert any(worker.name in m and "replacing" in m for m in messages(store, deployment_id, "heal"))
+        assert "ALIVE" in messages(store, deployment_id, "verify")[-1]  # same master: no SparkPi job again
 
         mark = last_event_id(store, deployment_id)
         pid = cloud.layout.server(master.cloud_id).read_state()["pid"]
@@ -141,6 +142,7 @@ def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(sta
         poll(lambda: spark_workers(store, deployment_id) == [new_worker.name], "the worker on the new master")
         dep = store.get_deployment(deployment_id)
         assert dep.outputs["spark_master_url"] == f"spark://{new_master.private_ip}:7077"
+        assert "SparkPi" in messages(store, deployment_id, "verify")[-1]  # a new master is checked with a job
     finally:
         service.request_undeploy(store, deployment_id)
         stack.trigger_dag(dag_id(deployment_id))

@@ -9,7 +9,16 @@ from collections.abc import Callable
 
 from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
 from dodas_tasks.deploy.refs import References, resolve_outputs
-from dodas_tasks.frameworks.base import Cluster, DeployContext, Framework, Node, Script, ScriptResult, Verified
+from dodas_tasks.frameworks.base import (
+    WORKER_ROLES,
+    Cluster,
+    DeployContext,
+    Framework,
+    Node,
+    Script,
+    ScriptResult,
+    Verified,
+)
 from dodas_tasks.frameworks.registry import (
     Binding,
     ComponentNotDeployable,
@@ -22,6 +31,7 @@ from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
 
 Log = Callable[[str], None]
 _READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
+VERIFIED_KEY = "_verified"  # deployment option: framework -> fingerprint of the central nodes its full check passed on
 
 
 def binding_of(component: Component) -> Binding:
@@ -181,13 +191,37 @@ class Deployer:
         return env
 
     def verify(self) -> list[Verified]:
+        """Each framework's full check (a real job) once per configuration of its central nodes; a run that
+        changed only which workers there are gets the framework's membership check instead, so scaling does
+        not queue a test job behind the users' work."""
         checks = []
+        verified = dict(self.deployment.options.get(VERIFIED_KEY) or {})
         for name in self.frameworks():
-            result = self.framework(name).verify(self.cluster(name), self.run)
+            fw, cluster = self.framework(name), self.cluster(name)
+            fingerprint = self._central_fingerprint(cluster)
+            result = fw.membership_check(cluster) if verified.get(name) == fingerprint else None
+            if result is None:
+                result = fw.verify(cluster, self.run)
+                verified[name] = fingerprint
+                self.store.modify_deployment(
+                    self.deployment_id, lambda d: {"options": {**d.options, VERIFIED_KEY: dict(verified)}}
+                )
             self.log(f"verify {name}: {result.summary}")
             self.store.add_event(self.deployment_id, "verify", f"{name}: {result.summary}")
             checks.append(result)
         return checks
+
+    def _central_fingerprint(self, cluster: Cluster) -> str:
+        """Which VMs hold the framework's non-worker roles, and with which configuration."""
+        records = {n.name: n for n in self.nodes()}
+        central = sorted(
+            (role, node.name, records[node.name].cloud_id, sorted(records[node.name].applied.items()))
+            for role, members in cluster.roles.items()
+            if role not in WORKER_ROLES
+            for node in members
+            if node.name in records
+        )
+        return hashlib.sha256(json.dumps(central, default=str).encode()).hexdigest()[:16]
 
     def outputs(self) -> dict[str, object]:
         outputs = resolve_outputs(self.plan, self.store.list_nodes(self.deployment_id))

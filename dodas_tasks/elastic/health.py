@@ -22,13 +22,13 @@ from dodas_tasks.deploy.naming import deployment_tags
 from dodas_tasks.elastic.observe import SERVING, cluster_of
 from dodas_tasks.elastic.policy import backoff_delay
 from dodas_tasks.elastic.settings import ElasticSettings, resolve
+from dodas_tasks.frameworks.base import WORKER_ROLES
 from dodas_tasks.frameworks.registry import framework
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import Plan
 
 STATE_KEY = "_healing"
 EVENT = "heal"
-WORKER_ROLES = frozenset({"worker", "slave", "agent", "wn"})  # roles the framework lists in Load.healthy_nodes
 _JUDGED = {NodeState.CONFIGURED, NodeState.STARTED, NodeState.CREATED}
 Log = Callable[[str], None]
 

@@ -72,6 +72,8 @@ class ScriptResult:
     stderr: str
 
 
+WORKER_ROLES = frozenset({"worker", "slave", "agent", "wn"})  # roles the framework lists in Load.healthy_nodes
+
 Runner = Callable[[Node, Script], ScriptResult]
 """Runs a script on a node and returns its result (SSH in production, a local shell in tests)."""
 
@@ -153,6 +155,11 @@ class Framework(ABC):
     @abstractmethod
     def load(self, cluster: Cluster) -> Load:
         """The current load, read from the framework's own API."""
+
+    def membership_check(self, cluster: Cluster) -> Verified | None:
+        """A cheap check for runs that changed only which workers there are (scale, a replaced worker): the
+        framework counts every worker. None when the framework has none, so its full verify runs instead."""
+        return None
 
     def deploy(self, context: DeployContext) -> list[str]:
         """API-driven deploy step, run in the worker after the role's node scripts; returns what it changed.

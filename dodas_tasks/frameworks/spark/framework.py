@@ -147,6 +147,20 @@ class SparkStandalone(Framework):
         pi = parse_pi(result.stdout)
         return Verified(f"SparkPi: pi is roughly {pi} ({seconds:.1f} s)", {"pi": pi, "seconds": seconds})
 
+    def membership_check(self, cluster: Cluster) -> Verified:
+        """The master lists every worker ALIVE (each worker's start waited for that; this confirms it still holds)."""
+        workers = sorted(node.name for node in cluster.nodes("worker"))
+        try:
+            alive = set(self.load(cluster).healthy_nodes)
+        except Exception as exc:
+            raise VerificationFailed(
+                f"the Spark master {cluster.single('master').name} does not answer: {exc}"
+            ) from exc
+        missing = [name for name in workers if name not in alive]
+        if missing:
+            raise VerificationFailed(f"the Spark master does not list worker(s) {', '.join(missing)} as ALIVE")
+        return Verified(f"all {len(workers)} worker(s) ALIVE on the master (SparkPi passed with this master)")
+
     def outputs(self, cluster: Cluster) -> dict[str, str]:
         """The master URL for spark-submit and the master's web UI."""
         ip = cluster.single("master").ip
