@@ -78,6 +78,8 @@ def provision(count: int, proxy: AwsProxy, concurrency: int | None = None) -> tu
 
 
 def main() -> None:
+    from dodas_tasks.clouds.base import DEFAULT_CONCURRENCY
+
     logging.disable(logging.INFO)
     moto = MotoServer().start()
     proxy = AwsProxy(moto.url).start()
@@ -97,7 +99,10 @@ def main() -> None:
         moto.stop()
     a, b = statistics.median(one), statistics.median(fifty)
     per_vm = sum(calls.values()) / 50
-    print(f"RunInstances latency {LATENCY_S} s: 1 VM {a:.2f} s, 50 VMs {b:.2f} s (20 at a time), {im_like:.2f} s (5)")
+    print(
+        f"RunInstances latency {LATENCY_S} s: 1 VM {a:.2f} s, "
+        f"50 VMs {b:.2f} s ({DEFAULT_CONCURRENCY} at a time), {im_like:.2f} s (5)"
+    )
     print("calls for 50 VMs:", dict(sorted(calls.items())))
     print(f"figure ec2_provision_50_over_1 = {b / a:.2f}")
     print(f"figure ec2_api_calls_per_vm = {per_vm:.2f}")

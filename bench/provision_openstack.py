@@ -74,6 +74,7 @@ def provision(double, count: int) -> tuple[float, str, dict[str, float]]:
 
 def undeploy(double, deployment: str) -> int:
     from dodas_tasks.deploy import service
+    from dodas_tasks.deploy.naming import key_pair_name
     from dodas_tasks.deploy.provision import GroupProvisioner
     from dodas_tasks.store import Store
 
@@ -82,7 +83,7 @@ def undeploy(double, deployment: str) -> int:
         service.request_undeploy(store, deployment)
         provisioner = GroupProvisioner(store, deployment, "vm", log=lambda _: None)
         provisioner.start()
-        provisioner.delete_key_pair_if_empty()
+        provisioner.driver.delete_key_pair(key_pair_name(deployment))  # as finalize does after the last group
     return double.calls()
 
 
