@@ -22,11 +22,10 @@ from mesos_double import fake_docker
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.components import Deployer
+from dodas_tasks.deploy.components import Deployer, deployment_framework
 from dodas_tasks.deploy.naming import dag_id, deployment_tags
 from dodas_tasks.frameworks.base import Cluster
 from dodas_tasks.frameworks.htcondor import HTCondorOnMesos
-from dodas_tasks.frameworks.registry import framework_settings
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +171,8 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
     # HTCondor's load (the autoscaler's signal) from the collector of the live pool, asked over SSH
     (root / "condor.json").write_text(json.dumps({"idle_jobs": 3, "claimed": [slaves[0]]}))
     deployer = Deployer(store, deployment_id)
-    htcondor = HTCondorOnMesos(runner=deployer.run, **framework_settings(dep.options, "htcondor-mesos"))
+    htcondor = deployment_framework(store, dep, "htcondor-mesos")  # as elasticity and healing get it
+    assert isinstance(htcondor, HTCondorOnMesos) and htcondor.runner is not None
     cluster = deployer.cluster("htcondor-mesos")
     cluster = Cluster({**cluster.roles, "agent": deployer.cluster("mesos").nodes("agent")})
     load = htcondor.load(cluster)

@@ -25,8 +25,9 @@ from dodas_tasks.frameworks.registry import (
     binding_for,
     framework,
     framework_settings,
+    needs_runner,
 )
-from dodas_tasks.store import NodeRecord, NodeState, Store
+from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
 
 Log = Callable[[str], None]
@@ -36,6 +37,14 @@ VERIFIED_KEY = "_verified"  # deployment option: framework -> fingerprint of the
 
 def binding_of(component: Component) -> Binding:
     return binding_for(component.type_chain, component.name)
+
+
+def deployment_framework(store: Store, dep: DeploymentRecord, name: str) -> Framework:
+    """Framework `name` as the deployment's watchers (elasticity, healing) use it: its site settings, and an SSH
+    runner only for frameworks that need one (the Deployer reads keys; HTTP-only frameworks skip that cost)."""
+    if needs_runner(name):
+        return Deployer(store, dep.id, log=lambda _m: None).framework(name)
+    return framework(name, framework_settings(dep.options, name))
 
 
 class Deployer:
@@ -75,8 +84,12 @@ class Deployer:
         return Cluster({role: tuple(nodes) for role, nodes in roles.items()})
 
     def framework(self, name: str) -> Framework:
-        """Framework `name` with this deployment's site settings (submit options: container runtime, ports …)."""
-        return framework(name, framework_settings(self.deployment.options, name))
+        """Framework `name` with this deployment's site settings (submit options: container runtime, ports …),
+        and this deployment's SSH runner when the framework reads its load through a node."""
+        settings = framework_settings(self.deployment.options, name)
+        if needs_runner(name):
+            settings["runner"] = self.run
+        return framework(name, settings)
 
     def frameworks(self) -> list[str]:
         names = []

@@ -13,7 +13,6 @@ from dodas_tasks.elastic.observe import Target, read_load
 from dodas_tasks.elastic.policy import BACKOFF, DROP_FAILED, RETRY, SCALE_IN, SCALE_OUT, Decision, PolicyState
 from dodas_tasks.store import Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
-from dodas_tasks.tosca.plan import Plan
 
 STATE_KEY = "_elastic"  # the policy's memory, kept in the deployment's options between sensor runs
 EVENT = "elastic"
@@ -82,16 +81,14 @@ def drain(store: Store, target: Target, decision: Decision, log: Log) -> list[st
     if not decision.drain or target.framework is None:
         return []
     from dodas_tasks.deploy.components import Deployer
-    from dodas_tasks.frameworks.registry import framework
 
     dep = store.get_deployment(target.deployment_id)
-    plan = Plan.from_dict(dep.plan)
     nodes = store.list_nodes(target.deployment_id)
-    busy = sorted(set(decision.drain) & set(read_load(plan, nodes, target.framework).busy_nodes))
+    busy = sorted(set(decision.drain) & set(read_load(store, dep, nodes, target.framework).busy_nodes))
     if busy:
         return busy
     deployer = Deployer(store, target.deployment_id, log=log)
-    fw = framework(target.framework)
+    fw = deployer.framework(target.framework)
     cluster = deployer.cluster(target.framework)
     role = next((r for r, members in cluster.roles.items() if {m.name for m in members} & set(decision.drain)), None)
     for node in cluster.nodes(role) if role else ():

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dodas_tasks.clouds.base import ACTIVE, BUILD, get_driver
+from dodas_tasks.deploy.components import deployment_framework
 from dodas_tasks.deploy.naming import deployment_tags
 from dodas_tasks.elastic.observe import SERVING, cluster_of
 from dodas_tasks.elastic.policy import backoff_delay
 from dodas_tasks.elastic.settings import ElasticSettings, resolve
 from dodas_tasks.frameworks.base import WORKER_ROLES
-from dodas_tasks.frameworks.registry import framework
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import Plan
 
@@ -78,7 +78,7 @@ def ssh_answers(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def probe_nodes(dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Probe]:
+def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Probe]:
     """Cloud (one list call), SSH (in parallel) and framework (one load read per framework) for every node."""
     plan = Plan.from_dict(dep.plan)
     driver = get_driver(dep.cloud)
@@ -100,7 +100,7 @@ def probe_nodes(dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Pro
     for name in _frameworks(plan):
         cluster = cluster_of(plan, nodes, name)
         try:
-            healthy = set(framework(name).load(cluster).healthy_nodes)
+            healthy = set(deployment_framework(store, dep, name).load(cluster).healthy_nodes)
             answer: str | None = None
         except Exception as exc:
             healthy, answer = set(), str(exc)[:200]
@@ -155,7 +155,7 @@ def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None =
     removal = set(dep.removal_list)
     nodes = [n for n in store.list_nodes(dep.id) if not ({n.id, n.name} & removal)]
     judged = [n for n in nodes if n.state in _JUDGED]
-    probes = probe_nodes(dep, judged) if judged else {}
+    probes = probe_nodes(store, dep, judged) if judged else {}
     for node in judged:
         probe = probes[node.id]
         problems = probe.problems()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dodas_tasks.deploy.components import binding_of
+from dodas_tasks.deploy.components import binding_of, deployment_framework
 from dodas_tasks.elastic.policy import NodeView, Observation
 from dodas_tasks.elastic.settings import ElasticSettings, resolve
 from dodas_tasks.frameworks.base import Cluster, Load, Node
-from dodas_tasks.frameworks.registry import ComponentNotDeployable, framework
+from dodas_tasks.frameworks.registry import ComponentNotDeployable
 from dodas_tasks.store import DeploymentNotFoundError, DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
 from dodas_tasks.tosca.plan import Plan
@@ -88,8 +88,10 @@ def cluster_of(plan: Plan, nodes: list[NodeRecord], framework_name: str) -> Clus
     return Cluster({role: tuple(nodes) for role, nodes in roles.items()})
 
 
-def read_load(plan: Plan, nodes: list[NodeRecord], framework_name: str) -> Load:
-    return framework(framework_name).load(cluster_of(plan, nodes, framework_name))
+def read_load(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord], framework_name: str) -> Load:
+    """The framework's load, read with the deployment's site settings (ports, runtime) and runner if it needs one."""
+    plan = Plan.from_dict(dep.plan)
+    return deployment_framework(store, dep, framework_name).load(cluster_of(plan, nodes, framework_name))
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,6 @@ def observe(store: Store, target: Target, now: float) -> Seen:
         return Seen(gone=True)
     if dep.status not in SERVING and dep.status not in RUN_ACTIVE:
         return Seen(hold=f"deployment is {dep.status}: elasticity waits until it serves")
-    plan = Plan.from_dict(dep.plan)
     all_nodes = store.list_nodes(dep.id)
     removal = set(dep.removal_list)
     group_nodes = [
@@ -122,7 +123,7 @@ def observe(store: Store, target: Target, now: float) -> Seen:
     load, error = None, ""
     if target.framework is not None:
         try:
-            load = read_load(plan, all_nodes, target.framework)
+            load = read_load(store, dep, all_nodes, target.framework)
         except Exception as exc:  # an unreachable master is an observation, healing deals with it
             error = str(exc)[:300]
     healthy = set(load.healthy_nodes) if load else set()

@@ -83,6 +83,11 @@ def framework(name: str, settings: Mapping[str, Any] | None = None) -> Framework
     return framework_class(name)(**dict(settings or {}))
 
 
+def needs_runner(name: str) -> bool:
+    """The framework reads its load through commands on a node (`runner=`), not only through an HTTP API."""
+    return "runner" in inspect.signature(framework_class(name)).parameters
+
+
 _SIMPLE = (str, int, float, bool)
 
 
