@@ -96,13 +96,16 @@ def test_keep_accepts_a_partial_group_above_min_ready(
     assert any(e.kind == "partial" for e in store.list_events(deployment_id, limit=100))
 
 
-WITH_POLICY = PLAIN + """
+WITH_POLICY = (
+    PLAIN
+    + """
   policies:
     - all_or_nothing:
         type: tosca.policies.indigo.dodas.Provisioning
         targets: [ vm ]
         properties: {on_partial: rollback}
 """
+)
 
 
 def test_rollback_from_the_templates_policy_deletes_the_group(
