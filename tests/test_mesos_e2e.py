@@ -180,6 +180,11 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
     assert load.pending_demand == 3 and load.waiting_apps == 3
     assert load.busy_nodes == [names[slaves[0]]] and load.idle_nodes == [names[slaves[1]]]
 
+    # Mesos's load as the watchers read it: on the master over SSH, with the credentials kept there
+    mesos_load = deployment_framework(store, dep, "mesos").load(deployer.cluster("mesos"))
+    agent_names = sorted(n.name for n in deployer.cluster("mesos").nodes("agent"))
+    assert mesos_load.healthy_nodes == agent_names
+
     # undeploy: no server, no process of any node (the doubles went with the master node)
     servers = cloud.list_servers(deployment_tags(deployment_id))
     pids = fake_docker.service_pids(root)

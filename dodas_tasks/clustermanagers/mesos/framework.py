@@ -89,6 +89,7 @@ class MesosCluster(Framework):
         wait_seconds: int = 300,
         http: Callable[[], httpx.Client] | None = None,
         mesos_auth: tuple[str, str] | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.images = images if isinstance(images, MesosImages) else MesosImages(**dict(images or {}))
         self.runtime = runtime
@@ -108,6 +109,7 @@ class MesosCluster(Framework):
         self.wait_seconds = wait_seconds
         self._http = http
         self.mesos_auth = mesos_auth
+        self.runner = runner
 
     # -- scripts -----------------------------------------------------------------------------------------------
 
@@ -248,10 +250,19 @@ class MesosCluster(Framework):
         return out
 
     def load(self, cluster: Cluster) -> Load:
-        """Busy/idle agents and staging tasks from the leading master's /master/state (HTTP, mesos_auth)."""
+        """Busy/idle agents and staging tasks from the leading master's /master/state: asked on a master over SSH
+        with the credentials kept there when a runner is given (how the watchers call it), else over HTTP."""
         masters = cluster.nodes("master")
         if not masters:
             return Load()
+        if self.runner is not None:
+            env = self._env(masters[0], DODAS_VERIFY_PATHS="mesos:/master/state")
+            result = self.runner(masters[0], Script("mesos-state", *self._with_state(env, script_body("verify.sh"))))
+            if result.exit_status != 0:
+                reason = result.stderr.strip()[-300:] or f"exit status {result.exit_status}"
+                raise VerificationFailed(f"reading Mesos state on {masters[0].name} failed: {reason}")
+            state = _json_section(split_sections(result.stdout), "mesos /master/state", "Mesos master", masters[0])
+            return load_from_state(state, cluster.name_of)
         with self._client() as client:
             response = client.get(f"http://{masters[0].ip}:{self.mesos_port}/master/state", follow_redirects=True)
             response.raise_for_status()
