@@ -303,8 +303,13 @@ class AirflowStack:
         return self._token
 
     def api(self, method: str, path: str, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
-        """Call the REST API as admin (`path` like /api/v2/dags); returns the decoded JSON body or None."""
-        for attempt in range(2):
+        """Call the REST API as admin (`path` like /api/v2/dags); returns the decoded JSON body or None.
+
+        A 500 "Database error" is retried with backoff: on SQLite a busy database fails the request's transaction
+        (rolled back, nothing created), and the same request moments later goes through.
+        """
+        relogged = False
+        for attempt in range(6):
             response = httpx.request(
                 method,
                 f"{self.ui_url()}{path}",
@@ -313,8 +318,11 @@ class AirflowStack:
                 headers={"Authorization": f"Bearer {self.api_token()}"},
                 timeout=30.0,
             )
-            if response.status_code == 401 and attempt == 0:
-                self._token = None  # expired or secret changed: log in again once
+            if response.status_code == 401 and not relogged:
+                self._token, relogged = None, True  # expired or secret changed: log in again once
+                continue
+            if response.status_code == 500 and "Database error" in response.text and attempt < 5:
+                time.sleep(0.5 * 2**attempt)
                 continue
             break
         if response.status_code >= 400:

@@ -34,3 +34,13 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus folder {CORPUS} is absent")
     return CORPUS
+
+
+# Tests run on two worker processes (pytest-xdist, `--dist loadfile --no-loadscope-reorder`): each file stays on
+# one worker, so its module fixtures (Airflow stacks, cloud doubles) start once. The file holding both live-Spark tests
+# (a real Airflow with real Spark clusters) goes first, so the other worker fills in around its ~8 minutes.
+FIRST_FILES = ("test_elastic_e2e.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in FIRST_FILES)

@@ -1,11 +1,16 @@
-"""Elasticity end to end under a real Airflow (scheduler + triggerer), real Spark on the local cloud.
+"""Elasticity and healing end to end under a real Airflow (scheduler + triggerer), real Spark on the local cloud.
 
-An application asking for more cores than the cluster has makes it grow by exactly the nodes it needs; once the
-work is done it shrinks back to min_workers after idle_time, and the worker still running an executor stays.
+- An application asking for more cores than the cluster has makes it grow by exactly the nodes it needs; once the
+  work is done it shrinks back to min_workers after idle_time, and the worker still running an executor stays.
+- A worker's server deleted behind the service's back is replaced and Spark counts it again; the master killed is
+  replaced and the workers re-register with the new one.
+Both live-Spark tests are in this one file so that parallel test workers run them one after the other.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,14 +23,17 @@ from dodas_tasks.airflow_stack import AirflowStack
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
 from dodas_tasks.deploy.naming import dag_id
-from dodas_tasks.frameworks.spark import read_master_state
+from dodas_tasks.elastic.observe import cluster_of
+from dodas_tasks.frameworks.spark import SparkStandalone, read_master_state
 from dodas_tasks.runtime import spark_env
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
+from dodas_tasks.tosca.plan import Plan
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = (REPO / "templates" / "spark_local_elastic.yaml").read_text()
+SPARK = (REPO / "templates" / "spark_local.yaml").read_text()
 WORKERS = "spark-worker-server"
 DEADLINE_S = 300.0
 APP = """
@@ -57,7 +65,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # function scope: torn down before the healing test starts its own stack
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     root = tmp_path_factory.mktemp("elastic-stack")
     airflow = AirflowStack(
@@ -168,6 +176,90 @@ def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: Air
                 driver.wait()
         history = store.list_events(deployment_id, limit=1000)  # shown when the test fails
         print("\n".join(f"{e.time:%H:%M:%S} {e.kind}: {e.message}" for e in history), file=sys.stderr)
+        service.request_undeploy(store, deployment_id)
+        stack.trigger_dag(dag_id(deployment_id))
+        deleted = DeploymentStatus.DELETE_COMPLETE
+        poll(lambda: store.get_deployment(deployment_id).status == deleted, "the deployment to be deleted")
+        store.close()
+
+
+# -- healing: worker and master replaced ----------------------------------------------------------------
+
+
+@pytest.fixture  # function scope: a live stack must not act on the other tests' deployments
+def healing_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    airflow = AirflowStack(
+        tmp_path_factory.mktemp("healing-stack") / "home",
+        REPO / "dags",
+        REPO / "plugins",
+        port=free_port(),
+        parallelism=6,
+        extra_env={"DODAS_HEALING_INTERVAL_S": "5"},
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("healing-dodas")))  # its own store and cloud
+        patch.setenv("AIRFLOW__CORE__FERNET_KEY", airflow.env()["AIRFLOW__CORE__FERNET_KEY"])
+        airflow.start()
+        try:
+            yield airflow
+        finally:
+            airflow.stop()
+
+
+def settled(store: Store, deployment_id: str, after_event: int) -> bool:
+    """The deployment DAG ran since `after_event` and the deployment is complete again."""
+    dep = store.get_deployment(deployment_id)
+    runs = [e for e in store.list_events(deployment_id, limit=2000, after_id=after_event) if e.kind == "status"]
+    return dep.status == DeploymentStatus.UPDATE_COMPLETE and any("→ UPDATE_COMPLETE" in e.message for e in runs)
+
+
+def spark_workers(store: Store, deployment_id: str) -> list[str]:
+    dep = store.get_deployment(deployment_id)
+    cluster = cluster_of(Plan.from_dict(dep.plan), store.list_nodes(deployment_id), "spark-standalone")
+    return SparkStandalone().load(cluster).healthy_nodes
+
+
+def last_event_id(store: Store, deployment_id: str) -> int:
+    return store.list_events(deployment_id, limit=1)[-1].id
+
+
+def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(healing_stack: AirflowStack) -> None:
+    stack = healing_stack
+    store, cloud = Store(), LocalCloud()
+    deployment_id = service.submit(store, SPARK, {"number_of_workers": 1})  # default grace: lost VMs need none
+    try:
+        stack.wait_for_dag(dag_id(deployment_id), reparse_via="dodas_submit")
+
+        def complete() -> bool:
+            dep = store.get_deployment(deployment_id)
+            assert dep.status != DeploymentStatus.CREATE_FAILED, dep.status_reason
+            return dep.status == DeploymentStatus.CREATE_COMPLETE
+
+        poll(complete, "the cluster")
+        (worker,) = store.list_nodes(deployment_id, group="spark-worker-server")
+        (master,) = store.list_nodes(deployment_id, group="spark-master-server")
+        assert spark_workers(store, deployment_id) == [worker.name]
+
+        mark = last_event_id(store, deployment_id)
+        cloud.delete_server(worker.cloud_id)  # behind the service's back
+        poll(lambda: settled(store, deployment_id, mark), "the worker to be replaced")
+        (new_worker,) = store.list_nodes(deployment_id, group="spark-worker-server")
+        assert new_worker.cloud_id != worker.cloud_id and new_worker.state == NodeState.STARTED
+        poll(lambda: spark_workers(store, deployment_id) == [new_worker.name], "Spark to count the new worker")
+        assert any(worker.name in m and "replacing" in m for m in events(store, deployment_id, "heal"))
+        assert "ALIVE" in events(store, deployment_id, "verify")[-1]  # same master: no SparkPi job again
+
+        mark = last_event_id(store, deployment_id)
+        pid = cloud.layout.server(master.cloud_id).read_state()["pid"]
+        os.kill(pid, signal.SIGKILL)  # the master's VM dies
+        poll(lambda: settled(store, deployment_id, mark), "the master to be replaced")
+        (new_master,) = store.list_nodes(deployment_id, group="spark-master-server")
+        assert new_master.cloud_id != master.cloud_id
+        poll(lambda: spark_workers(store, deployment_id) == [new_worker.name], "the worker on the new master")
+        dep = store.get_deployment(deployment_id)
+        assert dep.outputs["spark_master_url"] == f"spark://{new_master.private_ip}:7077"
+        assert "SparkPi" in events(store, deployment_id, "verify")[-1]  # a new master is checked with a job
+    finally:
         service.request_undeploy(store, deployment_id)
         stack.trigger_dag(dag_id(deployment_id))
         deleted = DeploymentStatus.DELETE_COMPLETE

@@ -1,30 +1,18 @@
-"""Healing and failure backoff on the local cloud.
-
-- Under a real Airflow with real Spark: a worker's server deleted behind the service's back is replaced and
-  Spark counts it again; the master killed is replaced and the workers re-register with the new one.
-- With dag.test(): a scale-out whose VMs fail to boot backs off exponentially with a clear status reason and
-  is retried no sooner than the backoff; healing leaves such never-served nodes to the autoscaler.
+"""Failure backoff on the local cloud with dag.test(): a scale-out whose VMs fail to boot backs off exponentially
+with a clear status reason and is retried no sooner than the backoff; healing leaves such never-served nodes to the
+autoscaler. (Healing under a real Airflow with real Spark is in test_elastic_e2e.py, with the other live-Spark test.)
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dodas_tasks.airflow_stack import AirflowStack
-from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
 from dodas_tasks.deploy.naming import dag_id, short_id
-from dodas_tasks.elastic.observe import cluster_of
-from dodas_tasks.frameworks.spark import SparkStandalone
-from dodas_tasks.store import DeploymentStatus, NodeState, Store
-from dodas_tasks.tosca.plan import Plan
+from dodas_tasks.store import DeploymentStatus, Store
 
 pytestmark = pytest.mark.slow
 
@@ -63,92 +51,6 @@ def poll(condition, what: str, deadline_s: float = 300.0):
 
 def messages(store: Store, deployment_id: str, kind: str) -> list[str]:
     return [e.message for e in store.list_events(deployment_id, limit=2000) if e.kind == kind]
-
-
-# -- real Airflow: worker and master replaced ---------------------------------------------------------------
-
-
-@pytest.fixture  # function scope: a live stack must not act on the other tests' deployments
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    airflow = AirflowStack(
-        tmp_path_factory.mktemp("healing-stack") / "home",
-        DAGS,
-        REPO / "plugins",
-        port=port,
-        parallelism=6,
-        extra_env={"DODAS_HEALING_INTERVAL_S": "5"},
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("healing-dodas")))  # its own store and cloud
-        patch.setenv("AIRFLOW__CORE__FERNET_KEY", airflow.env()["AIRFLOW__CORE__FERNET_KEY"])
-        airflow.start()
-        try:
-            yield airflow
-        finally:
-            airflow.stop()
-
-
-def settled(store: Store, deployment_id: str, after_event: int) -> bool:
-    """The deployment DAG ran since `after_event` and the deployment is complete again."""
-    dep = store.get_deployment(deployment_id)
-    runs = [e for e in store.list_events(deployment_id, limit=2000, after_id=after_event) if e.kind == "status"]
-    return dep.status == DeploymentStatus.UPDATE_COMPLETE and any("→ UPDATE_COMPLETE" in e.message for e in runs)
-
-
-def spark_workers(store: Store, deployment_id: str) -> list[str]:
-    dep = store.get_deployment(deployment_id)
-    cluster = cluster_of(Plan.from_dict(dep.plan), store.list_nodes(deployment_id), "spark-standalone")
-    return SparkStandalone().load(cluster).healthy_nodes
-
-
-def last_event_id(store: Store, deployment_id: str) -> int:
-    return store.list_events(deployment_id, limit=1)[-1].id
-
-
-def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(stack: AirflowStack) -> None:
-    store, cloud = Store(), LocalCloud()
-    deployment_id = service.submit(store, SPARK, {"number_of_workers": 1})  # default grace: lost VMs need none
-    try:
-        stack.wait_for_dag(dag_id(deployment_id), reparse_via="dodas_submit")
-
-        def complete() -> bool:
-            dep = store.get_deployment(deployment_id)
-            assert dep.status != DeploymentStatus.CREATE_FAILED, dep.status_reason
-            return dep.status == DeploymentStatus.CREATE_COMPLETE
-
-        poll(complete, "the cluster")
-        (worker,) = store.list_nodes(deployment_id, group="spark-worker-server")
-        (master,) = store.list_nodes(deployment_id, group="spark-master-server")
-        assert spark_workers(store, deployment_id) == [worker.name]
-
-        mark = last_event_id(store, deployment_id)
-        cloud.delete_server(worker.cloud_id)  # behind the service's back
-        poll(lambda: settled(store, deployment_id, mark), "the worker to be replaced")
-        (new_worker,) = store.list_nodes(deployment_id, group="spark-worker-server")
-        assert new_worker.cloud_id != worker.cloud_id and new_worker.state == NodeState.STARTED
-        poll(lambda: spark_workers(store, deployment_id) == [new_worker.name], "Spark to count the new worker")
-        assert any(worker.name in m and "replacing" in m for m in messages(store, deployment_id, "heal"))
-        assert "ALIVE" in messages(store, deployment_id, "verify")[-1]  # same master: no SparkPi job again
-
-        mark = last_event_id(store, deployment_id)
-        pid = cloud.layout.server(master.cloud_id).read_state()["pid"]
-        os.kill(pid, signal.SIGKILL)  # the master's VM dies
-        poll(lambda: settled(store, deployment_id, mark), "the master to be replaced")
-        (new_master,) = store.list_nodes(deployment_id, group="spark-master-server")
-        assert new_master.cloud_id != master.cloud_id
-        poll(lambda: spark_workers(store, deployment_id) == [new_worker.name], "the worker on the new master")
-        dep = store.get_deployment(deployment_id)
-        assert dep.outputs["spark_master_url"] == f"spark://{new_master.private_ip}:7077"
-        assert "SparkPi" in messages(store, deployment_id, "verify")[-1]  # a new master is checked with a job
-    finally:
-        service.request_undeploy(store, deployment_id)
-        stack.trigger_dag(dag_id(deployment_id))
-        deleted = DeploymentStatus.DELETE_COMPLETE
-        poll(lambda: store.get_deployment(deployment_id).status == deleted, "the deployment to be deleted")
-        store.close()
 
 
 # -- dag.test(): a failing scale-out backs off ----------------------------------------------------------------
