@@ -7,8 +7,8 @@ Figures:
   triggerer and scheduler (% of one core, averaged over the measuring window): triggerer_cpu_pct_at_200,
   scheduler_cpu_pct_at_200.
 - heal_detect_s (`--only heal`, its own run): a node's VM killed (real local-cloud server) → healing has marked it
-  ERROR and asked for its replacement (`replacing` event), with the default settings (grace 60 s, which a VM the cloud reports lost does
-  not wait; the healing DAG every 30 s), median of 5 kills at random moments of the healing cycle.
+  ERROR and asked for its replacement (`replacing` event), with the default settings (grace 60 s, which a VM the
+  cloud reports lost does not wait; the healing DAG every 30 s), median of 5 kills at random moments of the cycle.
 Every load comes from a fake Spark master per deployment: one HTTP server process answering on 200 loopback IPs.
 Deployment DAGs are stubs (one no-op task) so that only the elasticity machinery is measured, with the default
 settings (poll_interval 2 s, backlog_window 5 s). Run: .venv/bin/python bench/elastic.py [--deployments 200]
