@@ -7,7 +7,6 @@ Without the connection every caller falls back to what works without it (periodi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ from airflow.sdk import BaseHook
 
 API_CONN_ID = "dodas_api"
 TIMEOUT_S = 10.0
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

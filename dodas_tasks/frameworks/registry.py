@@ -7,6 +7,7 @@ options, so a site that runs podman or whose Marathon listens elsewhere needs no
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ def framework(name: str, settings: Mapping[str, Any] | None = None) -> Framework
     return framework_class(name)(**dict(settings or {}))
 
 
+@functools.cache  # asked on every poll of every watched deployment
 def needs_runner(name: str) -> bool:
     """The framework reads its load through commands on a node (`runner=`), not only through an HTTP API."""
     return "runner" in inspect.signature(framework_class(name)).parameters
