@@ -22,6 +22,7 @@ from dodas_tasks.iam import (
     DelegationRefused,
     IamClient,
     IamConfig,
+    IdpError,
     IdpUnreachable,
     InvalidToken,
     RefreshTokenRevoked,
@@ -204,6 +205,48 @@ def test_long_running_use_spans_several_token_lifetimes(provider: Provider, iam:
 
 
 # -- cloud credentials ---------------------------------------------------------------------------------------------
+
+
+def test_the_clusters_own_iam_client_is_registered_once_works_and_is_deleted_with_it(
+    provider: Provider, iam: IamClient, store: Store
+) -> None:
+    """RFC 7591/7592 at the real provider: one client per deployment, adopted on retry (also when two tasks race),
+    kept encrypted, able to exchange the owner's token as the cluster's proxy cache does, deleted at the end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dodas_tasks.iam.cluster_client import ensure_cluster_client, release_cluster_client
+
+    deployment_id = new_deployment(store, provider, "lena")
+    client = ensure_cluster_client(store, deployment_id, iam)
+    assert ensure_cluster_client(store, deployment_id, iam) == client
+    assert provider.registered_clients().count(client.client_id) == 1
+    assert client.client_secret not in store_dump(store) and client.registration_token not in store_dump(store)
+    assert client.client_secret not in repr(client)
+
+    # what the cluster's proxy cache does with it: trade the owner's access token for tokens of its own
+    as_cluster = IamClient(
+        IamConfig(issuer=provider.issuer, client_id=client.client_id, client_secret=client.client_secret)
+    )
+    assert as_cluster.exchange(provider.login("lena", aud=AUDIENCE)).refresh_token
+
+    racing = new_deployment(store, provider, "lena")
+    before = set(provider.registered_clients())
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: ensure_cluster_client(store, racing, iam), range(2)))
+    assert answers[0] == answers[1]
+    assert set(provider.registered_clients()) - before == {answers[0].client_id}  # the loser deleted its own
+
+    assert release_cluster_client(store, deployment_id, iam) == client.client_id
+    assert client.client_id not in provider.registered_clients()
+    with pytest.raises(IdpError, match="invalid_client"):
+        as_cluster.exchange(provider.login("lena", aud=AUDIENCE))
+    assert release_cluster_client(store, deployment_id, iam) is None
+    assert release_cluster_client(store, racing, iam) == answers[0].client_id
+    events = [e.message for e in store.list_events(deployment_id) if e.kind == "token"]
+    assert events == [
+        f"IAM client {client.client_id} registered for the cluster's services",
+        f"IAM client {client.client_id} of the cluster deleted at the IdP",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from mesos_double import ClusterDouble, ClusterState
 
 from dodas_tasks.clustermanagers.mesos import MesosCluster, agent_problems, load_from_state, quorum
+from dodas_tasks.clustermanagers.mesos.state import queue_demand
 from dodas_tasks.frameworks.base import Cluster, Node
 from dodas_tasks.frameworks.htcondor import htcondor_apps, idle_jobs, load_from_pool, parse_pool
 from dodas_tasks.frameworks.marathon import (
@@ -148,3 +149,23 @@ def test_marathon_answers_with_masked_secrets_still_match_what_was_put() -> None
     assert not up_to_date({**one, "instances": 3}, one)  # scaled by hand in Marathon: put back
     assert not up_to_date({**masked, "env": {"MARATHON_PASSWD": "***", "URL": "http://y"}}, desired)
     assert not up_to_date(None, desired)
+
+
+def test_a_fresh_iam_token_alone_does_not_redeploy_the_proxy_cache(double: ClusterDouble) -> None:
+    """The proxy cache exchanges its IAM token once for its own: a fresher token is no change; a new client is."""
+    marathon = client(double)
+    assert marathon.ensure_apps(htcondor_apps(PROPS, workers=1)[:1], timeout=5) == ["/proxycache"]
+    fresher = {**PROPS, "iam_access_token": "a-fresher-token"}
+    assert marathon.ensure_apps(htcondor_apps(fresher, workers=1)[:1], timeout=5) == []
+    other_client = {**fresher, "iam_client_secret": "another-secret"}
+    assert marathon.ensure_apps(htcondor_apps(other_client, workers=1)[:1], timeout=5) == ["/proxycache"]
+    assert double.state.apps["/proxycache"]["env"]["IAM_TOKEN"] == "a-fresher-token"  # a PUT carries the fresh one
+
+
+def test_apps_waiting_for_offers_are_demand_in_the_mesos_load(double: ClusterDouble) -> None:
+    """Marathon's launch queue (instances no agent can take) counts as pending demand, in CPUs."""
+    marathon = client(double)
+    stuck = {"id": "/stuck", "instances": 3, "cpus": 2.0, "constraints": [["hostname", "LIKE", "nowhere"]]}
+    marathon.put_app(stuck)
+    assert queue_demand(marathon.queue()) == (1, 6)
+    assert queue_demand([{"app": {"id": "/x", "cpus": 1}, "count": 0}]) == (0, 0)

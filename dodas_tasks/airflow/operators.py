@@ -24,9 +24,15 @@ def _mask(store: Store, deployment_id: str) -> None:
     """Register the deployment's secrets with Airflow's masker before anything can log them."""
     from airflow.sdk.log import mask_secret
 
+    from dodas_tasks.iam.cluster_client import stored_client
+
     for value in store.deployment_secret_inputs(deployment_id).values():
         if value:
             mask_secret(str(value))
+    client = stored_client(store.get_deployment(deployment_id))
+    if client is not None:
+        mask_secret(client.client_secret)
+        mask_secret(client.registration_token)
 
 
 def records_failure(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -168,7 +174,8 @@ class ComponentOperator(DeploymentOperator):
         with self._store() as store:
             if self._deleting(store):
                 raise AirflowSkipException("deployment is being deleted")
-            return Deployer(store, self.deployment_id, log=self.log.info).apply(self.component)
+            deployer = Deployer(store, self.deployment_id, log=self.log.info, tokens=self.token_source)
+            return deployer.apply(self.component)
 
 
 class VerifyOperator(DeploymentOperator):
@@ -198,10 +205,16 @@ class FinalizeOperator(DeploymentOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from dodas_tasks.deploy.finalize import finalize_run
+        from dodas_tasks.iam.cluster_client import stored_client
 
         since = context["ti"].xcom_pull(task_ids=self.begin_task_id) or 0
         with self._store() as store:
-            outcome = finalize_run(store, self.deployment_id, since_event=int(since), log=self.log.info)
+            iam = None
+            if stored_client(store.get_deployment(self.deployment_id)) is not None:
+                from dodas_tasks.airflow.iam_hook import IamHook
+
+                iam = IamHook().client  # deletes the cluster's own IAM client when the deployment goes
+            outcome = finalize_run(store, self.deployment_id, since_event=int(since), log=self.log.info, iam=iam)
         if outcome.failed:
             raise AirflowFailException(outcome.reason)
         return outcome.public()

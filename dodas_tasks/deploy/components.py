@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
 from dodas_tasks.deploy.refs import References, resolve_outputs
@@ -27,12 +28,17 @@ from dodas_tasks.frameworks.registry import (
     framework_settings,
     needs_runner,
 )
+from dodas_tasks.iam.cluster_client import ensure_cluster_client, stored_client
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
+
+if TYPE_CHECKING:
+    from dodas_tasks.iam import TokenSource
 
 Log = Callable[[str], None]
 _READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
 VERIFIED_KEY = "_verified"  # deployment option: framework -> fingerprint of the central nodes its full check passed on
+IAM_PROPERTIES = ("iam_access_token", "iam_client_id", "iam_client_secret")  # DODAS framework types' IAM slots
 
 
 def binding_of(component: Component) -> Binding:
@@ -50,14 +56,19 @@ def deployment_framework(store: Store, dep: DeploymentRecord, name: str) -> Fram
 class Deployer:
     """Runs the configure/deploy/verify stages of one deployment against its provisioned nodes."""
 
-    def __init__(self, store: Store, deployment_id: str, log: Log = print) -> None:
+    def __init__(self, store: Store, deployment_id: str, log: Log = print, tokens: TokenSource | None = None) -> None:
+        """tokens: the owner's token source (delegated deployments); frameworks' IAM credentials come from it."""
         self.store = store
         self.deployment_id = deployment_id
         self.log = log
+        self.tokens = tokens
         self.deployment = store.get_deployment(deployment_id)
         self.plan = Plan.from_dict(self.deployment.plan)
         self._private_key = store.get_ssh_private_key(deployment_id)
         self._secrets = [str(v) for v in store.deployment_secret_inputs(deployment_id).values() if v]
+        client = stored_client(self.deployment)
+        if client is not None:
+            self._secrets.append(client.client_secret)
 
     # -- the cluster as frameworks see it --------------------------------------------------------------------
 
@@ -121,7 +132,7 @@ class Deployer:
             known_hosts=dict(self.store.get_deployment(self.deployment_id).known_hosts),
             on_new_host_key=self._pin,
             secrets=self._secrets,
-            log=self.log,
+            log=self.log if script.log_output else _quiet,
             check=False,
         )
         return ScriptResult(result.exit_code, result.stdout, result.stderr)
@@ -140,7 +151,7 @@ class Deployer:
         context = DeployContext(
             component=comp.name,
             role=binding.role,
-            properties={k: refs.resolve(v) for k, v in comp.properties.items() if v is not None},
+            properties=self.iam_credentials(comp, {k: refs.resolve(v) for k, v in comp.properties.items()}),
             cluster=cluster,
             run=self.run,
             peers={name: self.cluster(name) for name in self.frameworks() if name != binding.framework},
@@ -187,6 +198,28 @@ class Deployer:
             self.store.update_node(record.id, state=done, applied={**record.applied, comp.name: scripts[name][3]})
         self.log(f"{comp.name}: {binding.role} running on {', '.join(results)}")
         return list(results)
+
+    def iam_credentials(self, comp: Component, properties: Mapping[str, Any]) -> dict[str, Any]:
+        """The component's resolved properties with the IAM slots the template left empty filled from the IAM
+        layer: a fresh access token of the owner and the cluster's own registered client (delegated deployments
+        only). Values the template gives win. Only API-driven deploys get them: node scripts' digests stay stable.
+        """
+        filled = {k: v for k, v in properties.items() if v is not None}
+        empty = [k for k in IAM_PROPERTIES if k in comp.properties and not filled.get(k)]
+        if not empty or self.tokens is None:
+            return filled
+        client = ensure_cluster_client(self.store, self.deployment_id, self.tokens.iam)
+        issued = {
+            "iam_access_token": self.tokens.access_token(),
+            "iam_client_id": client.client_id,
+            "iam_client_secret": client.client_secret,
+        }
+        self._secrets.extend([issued["iam_access_token"], client.client_secret])
+        filled.update({k: issued[k] for k in empty})
+        if not filled.get("iam_endpoint"):
+            filled["iam_endpoint"] = self.tokens.iam.config.issuer
+        self.log(f"{comp.name}: IAM credentials from the IAM layer ({', '.join(empty)}; client {client.client_id})")
+        return filled
 
     @staticmethod
     def property_env(comp: Component, refs: References) -> dict[str, str]:
@@ -243,6 +276,10 @@ class Deployer:
                 outputs.setdefault(key, value)
         self.store.update_deployment(self.deployment_id, outputs=outputs)
         return outputs
+
+
+def _quiet(_line: str) -> None:
+    """Log sink of scripts whose output is data, not progress (see Script.log_output)."""
 
 
 def _digest(component: str, *scripts: Script) -> str:

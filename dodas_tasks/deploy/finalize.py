@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import get_driver
 from dodas_tasks.deploy.naming import key_pair_name
+from dodas_tasks.iam.cluster_client import release_cluster_client, stored_client
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
+
+if TYPE_CHECKING:
+    from dodas_tasks.iam import IamClient
 
 FAILURE_EVENT = "task_failed"  # one event per failed task of a run: "<task id>: <reason naming the node>"
 
@@ -28,7 +32,14 @@ def record_failure(store: Store, deployment_id: str, task: str, error: BaseExcep
     store.add_event(deployment_id, FAILURE_EVENT, f"{task}: {error}")
 
 
-def finalize_run(store: Store, deployment_id: str, since_event: int, log: Callable[[str], None] = print) -> RunOutcome:
+def finalize_run(
+    store: Store,
+    deployment_id: str,
+    since_event: int,
+    log: Callable[[str], None] = print,
+    iam: IamClient | None = None,
+) -> RunOutcome:
+    """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends."""
     dep = store.get_deployment(deployment_id)
     failures = [
         e.message
@@ -42,6 +53,12 @@ def finalize_run(store: Store, deployment_id: str, since_event: int, log: Callab
             store.set_status(deployment_id, DeploymentStatus.DELETE_FAILED, reason)
             return RunOutcome(DeploymentStatus.DELETE_FAILED, reason, failed=True)
         get_driver(dep.cloud).delete_key_pair(key_pair_name(deployment_id))
+        if stored_client(dep) is not None:
+            if iam is None:
+                reason = "the cluster's IAM client is still registered and no IAM connection (dodas_iam) can delete it"
+                store.set_status(deployment_id, DeploymentStatus.DELETE_FAILED, reason)
+                return RunOutcome(DeploymentStatus.DELETE_FAILED, reason, failed=True)
+            release_cluster_client(store, deployment_id, iam)
         store.update_deployment(deployment_id, outputs={})
         store.set_status(deployment_id, DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
         log(f"deployment {deployment_id}: every resource deleted")

@@ -51,11 +51,16 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Script:
-    """A shell script for one node: the environment it needs plus a POSIX-sh body (sent as exports + body)."""
+    """A shell script for one node: the environment it needs plus a POSIX-sh body (sent as exports + body).
+
+    log_output: stream its output lines to the task log. API calls made through a node (Marathon's answers hold
+    the apps' environment, e.g. an earlier run's IAM token no masker knows) return their output without logging it.
+    """
 
     name: str
     env: Mapping[str, str]
     body: str
+    log_output: bool = True
 
     def render(self) -> str:
         """`export K='v'` lines then the body, as one text for `sh -s`."""

@@ -74,7 +74,7 @@ class NodeCurlTransport:
         env = {"DODAS_METHOD": method, "DODAS_PATH": path}
         if body is not None:
             env["DODAS_BODY"] = json.dumps(body)
-        result = self._run(self._node, Script("marathon-request", env, self._body))
+        result = self._run(self._node, Script("marathon-request", env, self._body, log_output=False))
         if result.exit_status != 0:
             raise MarathonError(
                 f"Marathon request {method} {path} from {self._node.name} failed: "
@@ -88,6 +88,17 @@ class NodeCurlTransport:
 
 
 CONFIG_LABEL = "DODAS_CONFIG"  # digest of the definition DODAS last PUT (secrets included), on every app
+# Env values that only seed an app: the proxy cache exchanges the IAM token once for tokens of its own, so a
+# fresher token alone is no reason to redeploy (and restart) it; a PUT for any other change carries the fresh one.
+BOOTSTRAP_ENV = frozenset({"IAM_TOKEN"})
+
+
+def without_bootstrap(app: Mapping[str, Any]) -> dict[str, Any]:
+    """The app as compared and digested: without its BOOTSTRAP_ENV values."""
+    env = app.get("env")
+    if not isinstance(env, Mapping) or not BOOTSTRAP_ENV & set(env):
+        return dict(app)
+    return {**app, "env": {k: v for k, v in env.items() if k not in BOOTSTRAP_ENV}}
 
 
 def contains(current: Any, desired: Any, *, masked: bool = False) -> bool:
@@ -115,8 +126,8 @@ def contains(current: Any, desired: Any, *, masked: bool = False) -> bool:
 
 
 def with_config_label(app: Mapping[str, Any]) -> dict[str, Any]:
-    """The app with CONFIG_LABEL set to the digest of its definition."""
-    digest = hashlib.sha256(json.dumps(app, sort_keys=True).encode()).hexdigest()[:16]
+    """The app with CONFIG_LABEL set to the digest of its definition (bootstrap values left out)."""
+    digest = hashlib.sha256(json.dumps(without_bootstrap(app), sort_keys=True).encode()).hexdigest()[:16]
     return {**app, "labels": {**(app.get("labels") or {}), CONFIG_LABEL: digest}}
 
 
@@ -126,7 +137,7 @@ def up_to_date(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) ->
     if current is None:
         return False
     label = (current.get("labels") or {}).get(CONFIG_LABEL)
-    return label == desired["labels"][CONFIG_LABEL] and contains(current, desired, masked=True)
+    return label == desired["labels"][CONFIG_LABEL] and contains(current, without_bootstrap(desired), masked=True)
 
 
 @dataclass(frozen=True)

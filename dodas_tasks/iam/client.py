@@ -241,6 +241,43 @@ class IamClient:
         """RFC 7009 revocation (e.g. when a deployment is deleted)."""
         self._post_json(self.endpoint("revocation_endpoint"), {"token": token, "token_type_hint": hint}, "revocation")
 
+    # -- dynamic client registration -------------------------------------------------------------------------
+
+    def register_client(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """RFC 7591: a new confidential client with `metadata` (client_name, grant_types, scope); the answer
+        carries its secret and the RFC 7592 registration_client_uri/registration_access_token that delete it."""
+        url = self.endpoint("registration_endpoint")
+        try:
+            response = self._http.post(url, json=metadata, timeout=self.config.timeout_s)
+        except requests.RequestException as exc:
+            raise IdpUnreachable(f"client registration at {url}: {type(exc).__name__}") from None
+        if response.status_code == 400:
+            raise IdpError(f"client registration at {url} refused: {response.text[:200]}")
+        document = self._json_of(response, f"client registration at {url}")
+        missing = [k for k in ("client_id", "client_secret", "registration_client_uri", "registration_access_token")
+                   if not document.get(k)]  # fmt: skip
+        if missing:
+            raise IdpError(f"client registration at {url}: the answer lacks {', '.join(missing)}")
+        return document
+
+    def delete_client(self, registration_uri: str, registration_token: str) -> bool:
+        """RFC 7592 delete; False when the IdP no longer knows the client (deleted before: nothing to do)."""
+        try:
+            response = self._http.delete(
+                registration_uri,
+                headers={"Authorization": f"Bearer {registration_token}"},
+                timeout=self.config.timeout_s,
+            )
+        except requests.RequestException as exc:
+            raise IdpUnreachable(f"client deletion at {registration_uri}: {type(exc).__name__}") from None
+        if response.status_code in (200, 204):
+            return True
+        if response.status_code in (401, 404):  # RFC 7592: an unknown client's token is invalid
+            return False
+        if response.status_code >= 500:
+            raise IdpUnreachable(f"client deletion at {registration_uri}: HTTP {response.status_code}")
+        raise IdpError(f"client deletion at {registration_uri}: HTTP {response.status_code}")
+
     # -- HTTP --------------------------------------------------------------------------------------------------
 
     def _grant(self, grant_type: str, what: str, secrets: tuple[str, ...] = (), **params: Any) -> TokenSet:

@@ -135,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if missing > 0:
                     queue.append(
                         {
-                            "app": {"id": app["id"]},
+                            "app": app,
                             "count": missing,
                             "processedOffersSummary": {
                                 "rejectSummaryLastOffers": [

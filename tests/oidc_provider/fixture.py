@@ -50,6 +50,10 @@ class Provider:
     def counters(self) -> dict[str, int]:
         return requests.get(f"{self.issuer}/test/counters", timeout=10).json()
 
+    def registered_clients(self) -> list[str]:
+        """Ids of the clients registered dynamically (RFC 7591) and not deleted since."""
+        return requests.get(f"{self.issuer}/test/clients", timeout=10).json()
+
     def revoke(self, token: str) -> None:
         """RFC 7009 revocation, as the user (or an admin) would do at the IdP."""
         answer = requests.post(

@@ -1,7 +1,8 @@
 """A small but real OpenID Connect provider for tests, built on authlib's server components (run as a process).
 
 Endpoints: discovery, JWKS (with key rotation), token (client_credentials, refresh_token with rotation,
-RFC 8693 token exchange), RFC 7662 introspection, RFC 7009 revocation, userinfo, and a minimal Keystone v3
+RFC 8693 token exchange), RFC 7662 introspection, RFC 7009 revocation, userinfo, RFC 7591/7592 dynamic client
+registration (register, read, delete with the registration access token), and a minimal Keystone v3
 OS-FEDERATION endpoint (OIDC access token → unscoped → project-scoped token). ``/test/*`` endpoints stand in for
 the user's interactive login (mint a user's token) and let tests rotate keys and read counters.
 Run: ``python server.py --port N [--access-ttl 30]``; prints ``ready <issuer>`` when it listens.
@@ -37,6 +38,7 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 REFRESH_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:refresh_token"
 CLIENT_AUTH = ("client_secret_basic", "client_secret_post")
 ALL_SCOPES = "openid profile email offline_access compute.read compute.write"
+EVERY_GRANT = ("client_credentials", "refresh_token", TOKEN_EXCHANGE)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class State:
         self.rotate_refresh = True
         self.keys: list[RSAKey] = []  # last one signs; all are published
         self.clients: dict[str, Client] = {}
+        self.registrations: dict[str, str] = {}  # dynamically registered client id -> registration access token
         self.users: dict[str, User] = {}
         self.tokens: dict[str, Token] = {}
         self.keystone_tokens: dict[str, dict[str, Any]] = {}
@@ -379,6 +382,7 @@ def create_app() -> Flask:
             token_endpoint=f"{base}/token",
             introspection_endpoint=f"{base}/introspect",
             revocation_endpoint=f"{base}/revoke",
+            registration_endpoint=f"{base}/register",
             userinfo_endpoint=f"{base}/userinfo",
             authorization_endpoint=f"{base}/authorize",
             device_authorization_endpoint=f"{base}/devicecode",
@@ -417,9 +421,62 @@ def create_app() -> Flask:
         user = STATE.users[token.subject]
         return jsonify(sub=user.subject, preferred_username=user.name, name=user.name, groups=user.groups)
 
+    _registration_endpoints(app)
     _test_endpoints(app)
     _keystone_endpoints(app)
     return app
+
+
+def _registration_endpoints(app: Flask) -> None:
+    """RFC 7591 registration (anonymous, as INDIGO IAM allows) and RFC 7592 read/delete of the client."""
+
+    @app.post("/register")
+    def register() -> Any:
+        metadata = request.get_json(silent=True) or {}
+        grant_types = tuple(metadata.get("grant_types") or ("refresh_token",))
+        unsupported = sorted(set(grant_types) - set(EVERY_GRANT))
+        if unsupported:
+            return jsonify(error="invalid_client_metadata", error_description=f"grant types {unsupported}"), 400
+        allowed = set(ALL_SCOPES.split())
+        scope = " ".join(s for s in str(metadata.get("scope") or ALL_SCOPES).split() if s in allowed)
+        client = Client(f"dyn-{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(32), grant_types, scope)
+        registration_token = secrets.token_urlsafe(32)
+        with STATE.lock:
+            STATE.clients[client.client_id] = client
+            STATE.registrations[client.client_id] = registration_token
+        STATE.count("register")
+        body = _client_metadata(client, metadata.get("client_name"))
+        body.update(client_secret=client.client_secret, registration_access_token=registration_token)
+        return jsonify(body), 201
+
+    @app.route("/register/<client_id>", methods=["GET", "DELETE"])
+    def client_configuration(client_id: str) -> Any:
+        with STATE.lock:
+            expected = STATE.registrations.get(client_id)
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if expected is None or not secrets.compare_digest(expected, given):
+                return jsonify(error="invalid_token"), 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            client = STATE.clients[client_id]
+            if request.method == "GET":
+                return jsonify(_client_metadata(client, None))
+            del STATE.clients[client_id], STATE.registrations[client_id]
+            for token in STATE.tokens.values():  # the client's tokens die with it
+                if token.client_id == client_id:
+                    token.revoked = True
+        STATE.count("unregister")
+        return "", 204
+
+
+def _client_metadata(client: Client, name: str | None) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "client_name": name or client.client_id,
+        "grant_types": list(client.grant_types),
+        "scope": client.scope,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "client_secret_expires_at": 0,
+        "registration_client_uri": f"{STATE.issuer}/register/{client.client_id}",
+    }
 
 
 def _test_endpoints(app: Flask) -> None:
@@ -451,6 +508,11 @@ def _test_endpoints(app: Flask) -> None:
     def counters() -> Any:
         with STATE.lock:
             return jsonify(dict(STATE.counters))
+
+    @app.get("/test/clients")
+    def clients() -> Any:
+        with STATE.lock:
+            return jsonify(sorted(STATE.registrations))
 
 
 def _keystone_endpoints(app: Flask) -> None:
@@ -525,11 +587,10 @@ def main(argv: list[str] | None = None) -> None:
     STATE.rotate_refresh = not args.no_rotate
     STATE.keystone_idp = args.keystone_idp
     STATE.new_key()
-    every_grant = ("client_credentials", "refresh_token", TOKEN_EXCHANGE)
     STATE.clients["user-app"] = Client("user-app", secrets.token_urlsafe(16), ("refresh_token",))
     for spec in args.client:
         client_id, _, secret = spec.partition(":")
-        STATE.clients[client_id] = Client(client_id, secret, every_grant)
+        STATE.clients[client_id] = Client(client_id, secret, EVERY_GRANT)
     httpd = make_server(args.host, args.port, create_app(), threaded=True)
     print(f"ready {STATE.issuer}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -17,7 +17,7 @@ from importlib import resources
 import httpx
 
 from dodas_tasks.clustermanagers.mesos.images import MesosImages
-from dodas_tasks.clustermanagers.mesos.state import agent_problems, load_from_state, split_sections
+from dodas_tasks.clustermanagers.mesos.state import agent_problems, load_from_state, queue_demand, split_sections
 from dodas_tasks.frameworks.base import (
     Cluster,
     Framework,
@@ -208,7 +208,7 @@ class MesosCluster(Framework):
     def verify_script(self, cluster: Cluster) -> Script:
         master = cluster.nodes("master")[0]
         env = self._env(master, DODAS_VERIFY_PATHS="mesos:/master/slaves marathon:/v2/info")
-        return Script("mesos-verify", *self._with_state(env, script_body("verify.sh")))
+        return Script("mesos-verify", *self._with_state(env, script_body("verify.sh")), log_output=False)
 
     def verify(self, cluster: Cluster, run: Runner) -> Verified:
         """Mesos lists every agent node as active and Marathon answers with its leader; asked from a master."""
@@ -256,13 +256,16 @@ class MesosCluster(Framework):
         if not masters:
             return Load()
         if self.runner is not None:
-            env = self._env(masters[0], DODAS_VERIFY_PATHS="mesos:/master/state")
-            result = self.runner(masters[0], Script("mesos-state", *self._with_state(env, script_body("verify.sh"))))
+            env = self._env(masters[0], DODAS_VERIFY_PATHS="mesos:/master/state marathon:/v2/queue")
+            script = Script("mesos-state", *self._with_state(env, script_body("verify.sh")), log_output=False)
+            result = self.runner(masters[0], script)
             if result.exit_status != 0:
                 reason = result.stderr.strip()[-300:] or f"exit status {result.exit_status}"
                 raise VerificationFailed(f"reading Mesos state on {masters[0].name} failed: {reason}")
-            state = _json_section(split_sections(result.stdout), "mesos /master/state", "Mesos master", masters[0])
-            return load_from_state(state, cluster.name_of)
+            sections = split_sections(result.stdout)
+            state = _json_section(sections, "mesos /master/state", "Mesos master", masters[0])
+            queue = _json_section(sections, "marathon /v2/queue", "Marathon", masters[0]).get("queue", [])
+            return load_from_state(state, cluster.name_of, *queue_demand(queue))
         with self._client() as client:
             response = client.get(f"http://{masters[0].ip}:{self.mesos_port}/master/state", follow_redirects=True)
             response.raise_for_status()

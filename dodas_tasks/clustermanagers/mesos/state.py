@@ -53,6 +53,13 @@ def load_from_state(state: Mapping[str, Any], name_of: Callable[[str], str], que
     )
 
 
+def queue_demand(queue: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+    """(apps waiting for offers, CPUs their waiting instances ask) from Marathon's /v2/queue entries."""
+    entries = [e for e in queue if int(e.get("count", 0)) > 0]
+    cpus = sum(int(e["count"]) * float(e.get("app", {}).get("cpus", 1)) for e in entries)
+    return len(entries), round(cpus)
+
+
 def split_sections(output: str) -> dict[str, str]:
     """verify.sh's output: '=== <service> <path>' headers, bodies, '=== error ...' marks; {service path: body}."""
     sections: dict[str, str] = {}
