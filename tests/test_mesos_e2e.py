@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from mesos_double import fake_docker
+from oidc_provider.fixture import Provider, running_provider
 
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
@@ -26,6 +27,9 @@ from dodas_tasks.deploy.components import Deployer, deployment_framework
 from dodas_tasks.deploy.naming import dag_id, deployment_tags
 from dodas_tasks.frameworks.base import Cluster
 from dodas_tasks.frameworks.htcondor import HTCondorOnMesos
+from dodas_tasks.frameworks.marathon import MarathonClient, NodeCurlTransport
+from dodas_tasks.iam import IamClient, IamConfig, IdpError
+from dodas_tasks.iam.token_source import forget_cached_tokens
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +38,8 @@ TEMPLATE = (REPO / "templates" / "htcondor_mesos.yaml").read_text()
 SECRETS = {
     "mesos_password": "m-pass 'quoted' $(nope)",
     "marathon_password": 'mar"athon: pass',
-    "iam_token": "eyJ-iam-access-token",
 }
+AUDIENCE = "dodas"
 GROUPS = ("mesos-master-server", "mesos-slave-server", "mesos-schedd-server", "mesos-ccb-server", "mesos-lb-server")
 
 if TYPE_CHECKING:
@@ -62,6 +66,23 @@ def cloud() -> Iterator[LocalCloud]:
     cloud = LocalCloud()
     yield cloud
     cloud.cleanup()
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    """The IdP (a real OpenID Connect provider process) the deployment's owner and the cluster's client live in."""
+    with running_provider(access_ttl=600) as running:
+        yield running
+
+
+@pytest.fixture
+def iam(provider: Provider, monkeypatch: pytest.MonkeyPatch) -> IamClient:
+    """The service's IAM client, also as the `dodas_iam` connection the DAG's tasks read."""
+    conn = {"conn_type": "http", "host": provider.issuer, "login": provider.client_id,
+            "password": provider.client_secret, "extra": {"audience": AUDIENCE}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_DODAS_IAM", json.dumps(conn))
+    forget_cached_tokens()
+    return IamClient(IamConfig(provider.issuer, provider.client_id, provider.client_secret, audience=AUDIENCE))
 
 
 @pytest.fixture
@@ -96,16 +117,18 @@ def containers_started(root: Path) -> list[tuple[str, str]]:
     )
 
 
-def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
-    airflow_db: None, store: Store, cloud: LocalCloud, recorder: Path
+def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_scales_and_undeploys(
+    airflow_db: None, store: Store, cloud: LocalCloud, recorder: Path, provider: Provider, iam: IamClient
 ) -> None:
     root = recorder.parent
     options = {
         "container_runtime": str(recorder),
         "frameworks": {"mesos": {"wait_seconds": 30}, "htcondor-mesos": {"poll_seconds": 0.2, "timeout": 60}},
     }
-    inputs = {"number_of_slaves": 2, **SECRETS}
-    deployment_id = service.submit(store, TEMPLATE, inputs, options=options)
+    owner_token = provider.login("carla", aud=AUDIENCE, ttl=900)
+    deployment_id = service.submit(
+        store, TEMPLATE, {"number_of_slaves": 2, **SECRETS}, options=options, access_token=owner_token, iam=iam
+    )
 
     run = run_dag(dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
@@ -129,11 +152,7 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
             *((agent, "dodas-mesos-agent") for agent in agents),
         ]
     )
-    calls = fake_docker.calls(root)
-    command_lines = [" ".join(c["argv"]) for c in calls]
-    command_lines += [Path(f"/proc/{pid}/cmdline").read_text() for pid in fake_docker.service_pids(root)]
-    assert not any(secret in line for line in command_lines for secret in SECRETS.values())
-    lb_run = next(c["argv"] for c in calls if c["node"] == lb and c["argv"][0] == "run")
+    lb_run = next(c["argv"] for c in fake_docker.calls(root) if c["node"] == lb and c["argv"][0] == "run")
     assert lb_run[-2:] == ["--marathon", f"https://{master}:8443"]
     served = (root / f"dodas-marathon-{master}.log").read_text()
     assert f"serving https://{master}:8443" in served  # Marathon answered over TLS with the node's certificate
@@ -146,7 +165,21 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
     assert ["hostname", "LIKE", ccb] in apps["/condorcm"]["constraints"]
     assert ["hostname", "LIKE", schedd] in apps["/condorschedd"]["constraints"]
     assert apps["/condorcm"]["env"]["ZOOKEEPER_HOST_LIST"] == f"{master}:2181"
-    assert apps["/proxycache"]["env"]["IAM_TOKEN"] == SECRETS["iam_token"]  # secrets reach the apps unmasked
+
+    # IAM credentials from the IAM layer (the template leaves them empty): a fresh token of the owner and the
+    # cluster's own registered client, which can do what the proxy cache does with them
+    proxy_env, schedd_env = apps["/proxycache"]["env"], apps["/condorschedd"]["env"]
+    assert iam.validate(proxy_env["IAM_TOKEN"]).subject == "carla"
+    assert proxy_env["IAM_TOKEN"] != owner_token  # the service's token for the owner, not the submitted one
+    cluster_client = proxy_env["IAM_CLIENT_ID"]
+    assert provider.registered_clients() == [cluster_client] and schedd_env["CLIENT_ID"] == cluster_client
+    assert proxy_env["PROXY_IAM_ENDPOINT"] == schedd_env["IAM_ENDPOINT"] == provider.issuer
+    as_proxy = IamClient(IamConfig(provider.issuer, cluster_client, proxy_env["IAM_CLIENT_SECRET"]))
+    assert as_proxy.exchange(proxy_env["IAM_TOKEN"]).refresh_token
+    secrets = [*SECRETS.values(), proxy_env["IAM_TOKEN"], proxy_env["IAM_CLIENT_SECRET"]]
+    command_lines = [" ".join(c["argv"]) for c in fake_docker.calls(root)]
+    command_lines += [Path(f"/proc/{pid}/cmdline").read_text() for pid in fake_docker.service_pids(root)]
+    assert not any(secret in line for line in command_lines for secret in secrets)
 
     # verify and finalize
     verified = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "verify"]
@@ -158,15 +191,19 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
     assert dep.outputs["zookeeper_peers"] == f"{master}:2181"
     assert dep.outputs["mesos_lb_ip"] == lb
 
-    # a second run reconciles: every node already has its configuration, every app its definition
-    before = len(calls)
+    # a second run reconciles: every node already has its configuration, every app its definition; a fresher
+    # IAM token (a new worker process gets one) alone does not redeploy the proxy cache
+    forget_cached_tokens()
+    refreshes = provider.counters().get("refresh", 0)
+    before = len(fake_docker.calls(root))
     run = run_dag(dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
     assert dep.status == DeploymentStatus.UPDATE_COMPLETE
-    new_calls = fake_docker.calls(root)[before:]
-    assert [c for c in new_calls if starts_or_removes(c)] == []
+    assert provider.counters().get("refresh", 0) > refreshes
+    assert [c for c in fake_docker.calls(root)[before:] if starts_or_removes(c)] == []
     assert fake_docker.marathon_record(root, master)["puts"] == marathon["puts"]
+    assert provider.registered_clients() == [cluster_client]
 
     # HTCondor's load (the autoscaler's signal) from the collector of the live pool, asked over SSH
     (root / "condor.json").write_text(json.dumps({"idle_jobs": 3, "claimed": [slaves[0]]}))
@@ -179,16 +216,45 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
     names = {n.private_ip: n.name for ns in nodes.values() for n in ns}
     assert load.pending_demand == 3 and load.waiting_apps == 3
     assert load.busy_nodes == [names[slaves[0]]] and load.idle_nodes == [names[slaves[1]]]
+    (root / "condor.json").unlink()
 
-    # Mesos's load as the watchers read it: on the master over SSH, with the credentials kept there
-    mesos_load = deployment_framework(store, dep, "mesos").load(deployer.cluster("mesos"))
-    agent_names = sorted(n.name for n in deployer.cluster("mesos").nodes("agent"))
-    assert mesos_load.healthy_nodes == agent_names
+    # scale out: the new agent registers, condorwn follows the worker group, nothing else is touched
+    service.request_scale(store, deployment_id, "mesos-slave-server", 3)
+    assert run_dag(dag_id(deployment_id)).state == "success", store.get_deployment(deployment_id).status_reason
+    grown = [n.private_ip for n in store.list_nodes(deployment_id, group="mesos-slave-server")]
+    (added,) = set(grown) - set(slaves)
+    assert (added, "dodas-mesos-agent") in containers_started(root)
+    record = fake_docker.marathon_record(root, master)
+    assert record["puts"] == [*marathon["puts"], "/condorwn"] and record["apps"]["/condorwn"]["instances"] == 3
+    verified = [e.message for e in store.list_events(deployment_id, limit=1000) if e.kind == "verify"]
+    assert any("collector lists 1 schedd(s), 3 startd host(s)" in v for v in verified[-2:]), verified[-2:]
 
-    # undeploy: no server, no process of any node (the doubles went with the master node)
+    # scale in: the removed VMs' agents leave Mesos with their VMs; condorwn shrinks to the one worker left
+    service.request_scale(store, deployment_id, "mesos-slave-server", 1)
+    assert run_dag(dag_id(deployment_id)).state == "success", store.get_deployment(deployment_id).status_reason
+    (left,) = [n.private_ip for n in store.list_nodes(deployment_id, group="mesos-slave-server")]
+    record = fake_docker.marathon_record(root, master)
+    assert record["puts"][-1] == "/condorwn" and record["apps"]["/condorwn"]["instances"] == 1
+    verified = [e.message for e in store.list_events(deployment_id, limit=1000) if e.kind == "verify"]
+    assert any("mesos: Mesos: 3 active agent(s)" in v for v in verified[-2:]), verified[-2:]
+    assert any("collector lists 1 schedd(s), 1 startd host(s)" in v for v in verified[-2:]), verified[-2:]
+
+    # Mesos's load as the watchers read it (on the master over SSH, with the credentials kept there): the agents
+    # still there, and an app no agent can take counted as demand from Marathon's launch queue
+    deployer = Deployer(store, deployment_id)
+    mesos_nodes = deployer.cluster("mesos")
+    master_node = mesos_nodes.nodes("master")[0]
+    stuck = {"id": "/stuck", "instances": 2, "cpus": 1.5, "constraints": [["hostname", "LIKE", "nowhere"]]}
+    MarathonClient(NodeCurlTransport(deployer.run, master_node)).put_app(stuck)
+    mesos_load = deployment_framework(store, store.get_deployment(deployment_id), "mesos").load(mesos_nodes)
+    assert mesos_load.healthy_nodes == sorted(n.name for n in mesos_nodes.nodes("agent"))
+    assert len(mesos_load.healthy_nodes) == 3 and names[schedd] in mesos_load.healthy_nodes
+    assert (mesos_load.waiting_apps, mesos_load.pending_demand) == (1, 3)
+
+    # undeploy: no server, no process of any node (the doubles went with the master node), no IAM client
     servers = cloud.list_servers(deployment_tags(deployment_id))
-    pids = fake_docker.service_pids(root)
-    assert len(servers) == 6 and len(pids) == 2 and all(fake_docker.alive(pid) for pid in pids)
+    pids = [pid for pid in fake_docker.service_pids(root) if fake_docker.alive(pid)]
+    assert len(servers) == 5 and len(pids) == 2 + 3  # Mesos master and Marathon doubles, three agents
     service.request_undeploy(store, deployment_id)
     run = run_dag(dag_id(deployment_id))
     assert run.state == "success"
@@ -196,6 +262,9 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_and_undeploys(
     assert cloud.list_servers(deployment_tags(deployment_id)) == []
     assert all(processes_with_node_id(server.id) == [] for server in servers)
     assert not any(fake_docker.alive(pid) for pid in pids)
+    assert provider.registered_clients() == []
+    with pytest.raises(IdpError, match="invalid_client"):
+        as_proxy.exchange(provider.login("carla", aud=AUDIENCE))
 
 
 def test_framework_options_are_checked_at_submission(store: Store) -> None:

@@ -202,7 +202,8 @@ class Deployer:
     def iam_credentials(self, comp: Component, properties: Mapping[str, Any]) -> dict[str, Any]:
         """The component's resolved properties with the IAM slots the template left empty filled from the IAM
         layer: a fresh access token of the owner and the cluster's own registered client (delegated deployments
-        only). Values the template gives win. Only API-driven deploys get them: node scripts' digests stay stable.
+        only), and iam_endpoint set to the IdP they belong to. Values the template gives win. Only API-driven
+        deploys get them: node scripts' digests stay stable.
         """
         filled = {k: v for k, v in properties.items() if v is not None}
         empty = [k for k in IAM_PROPERTIES if k in comp.properties and not filled.get(k)]
@@ -216,8 +217,7 @@ class Deployer:
         }
         self._secrets.extend([issued["iam_access_token"], client.client_secret])
         filled.update({k: issued[k] for k in empty})
-        if not filled.get("iam_endpoint"):
-            filled["iam_endpoint"] = self.tokens.iam.config.issuer
+        filled["iam_endpoint"] = self.tokens.iam.config.issuer  # those credentials are good at this IdP only
         self.log(f"{comp.name}: IAM credentials from the IAM layer ({', '.join(empty)}; client {client.client_id})")
         return filled
 

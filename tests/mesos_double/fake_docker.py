@@ -2,11 +2,12 @@
 
 No container engine (and no Mesos build) exists here, so a deployment runs with this recorder as its container
 runtime. Every call is appended to `calls.jsonl`; containers are state in one JSON file per node, all under one
-directory the nodes share (they are processes on this machine). Two images get a real process, as a container
-would be: `dodas-mesos-master` serves the Mesos master double on the node's IP and MESOS_PORT (credentials from
-its mounted credentials.json), `dodas-marathon` the Marathon double on its HTTPS port with the certificate
-configure-Mesos made (or on its HTTP port). Both are started detached, in the node's process tree, so deleting
-the node stops them. An agent "registers" when its container runs with a MESOS_MASTER naming the master's IP.
+directory the nodes share (they are processes on this machine). Three containers get a real process, as a
+container would: `dodas-mesos-master` serves the Mesos master double on the node's IP and MESOS_PORT (credentials
+from its mounted credentials.json), `dodas-marathon` the Marathon double on its HTTPS port with the certificate
+configure-Mesos made (or on its HTTP port), and `dodas-mesos-agent` only waits. All are started detached, in the
+node's process tree, so deleting the node stops them. An agent is active while its process runs with a
+MESOS_MASTER naming the master's IP: an agent whose VM is gone drops out, as Mesos marks it unreachable.
 `run --rm ... condor_status` answers as HTCondor's collector would for the tasks Marathon placed: one schedd ad
 per condorschedd task (TotalIdleJobs from `condor.json`), one startd slot per condorwn task (Claimed on the hosts
 `condor.json` lists). The recorder imports only what a call needs: it runs for every `docker` call of a script.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-SERVICES = ("dodas-mesos-master", "dodas-marathon")
+SERVICES = ("dodas-mesos-master", "dodas-marathon", "dodas-mesos-agent")
 
 
 def install(root: Path) -> Path:
