@@ -29,6 +29,7 @@ from dodas_tasks.frameworks.registry import (
     needs_runner,
 )
 from dodas_tasks.iam.cluster_client import ensure_cluster_client, stored_client
+from dodas_tasks.iam.errors import IdpError
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
 
@@ -209,7 +210,13 @@ class Deployer:
         empty = [k for k in IAM_PROPERTIES if k in comp.properties and not filled.get(k)]
         if not empty or self.tokens is None:
             return filled
-        client = ensure_cluster_client(self.store, self.deployment_id, self.tokens.iam)
+        try:
+            client = ensure_cluster_client(self.store, self.deployment_id, self.tokens.iam)
+        except IdpError as exc:
+            raise IdpError(
+                f"{comp.name}: no IAM client for the cluster ({exc}); give the template's iam_client_id and "
+                "iam_client_secret inputs a client registered by hand instead"
+            ) from None
         issued = {
             "iam_access_token": self.tokens.access_token(),
             "iam_client_id": client.client_id,
