@@ -76,6 +76,7 @@ _WN = r"""# AMS worker-node configuration on a Mesos agent: CVMFS for ams.cern.c
 set -eu
 umask 022
 ETC="${DODAS_AMS_ETC:-/etc}"
+case "$ETC" in /*) ;; *) ETC="$HOME/$ETC" ;; esac
 mkdir -p "$ETC/cvmfs/config.d" "$ETC/cvmfs/keys"
 printf '%s\n' "${TOSCA_PROPERTY_AMS_REPO_PUBLIC_KEY}" >"$ETC/cvmfs/keys/${TOSCA_PROPERTY_AMS_REPO_REPOSITORY_NAME}.pub"
 cat >"$ETC/cvmfs/default.local" <<CVMFS
@@ -98,6 +99,12 @@ class AmsOnMesos(MarathonFramework):
     api_roles = ("master", "execute")
     app_ids = ("amssquid", "condorwn", "cvmfscheck")
 
+    def __init__(self, *, etc_dir: str = "/etc", **kwargs: Any) -> None:
+        """etc_dir: where the wn role writes the AMS CVMFS configuration on agents (a site setting,
+        `frameworks.ams-mesos.etc_dir`); a relative path is under the SSH user's home (rootless agents)."""
+        super().__init__(**kwargs)
+        self.etc_dir = etc_dir
+
     def apps(self, role: str, props: Mapping[str, Any], context: DeployContext) -> list[dict[str, Any]]:
         if role == "master":
             return ams_master_apps(props)
@@ -108,5 +115,5 @@ class AmsOnMesos(MarathonFramework):
 
     def node_script(self, role: str, node: Node, cluster: Cluster) -> Script:
         if role == "wn":
-            return Script("ams-wn", {}, _WN)
+            return Script("ams-wn", {"DODAS_AMS_ETC": self.etc_dir}, _WN)
         return super().node_script(role, node, cluster)

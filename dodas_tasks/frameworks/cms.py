@@ -11,7 +11,10 @@ from dodas_tasks.frameworks.htcondor import proxycache_app
 from dodas_tasks.frameworks.marathon_apps import MarathonFramework, command_check, docker, text
 
 
-def cms_apps(props: Mapping[str, Any], workers: int = 1) -> list[dict[str, Any]]:
+def cms_apps(props: Mapping[str, Any], workers: int = 1, etc_dir: str = "/etc") -> list[dict[str, Any]]:
+    """cmssquid, cmsproxycache and cmswnel7; the workers mount the SITECONF the wn role wrote under `etc_dir`
+    (a relative etc_dir, under a rootless agent user's home, is no host path: the mount stays /etc)."""
+    siteconf = f"{etc_dir.rstrip('/')}/cvmfs/SITECONF" if etc_dir.startswith("/") else "/etc/cvmfs/SITECONF"
     squid_host = text(props.get("mysquid_host"))
     proxy = text(props.get("proxycache_host"))
     return [
@@ -46,7 +49,7 @@ def cms_apps(props: Mapping[str, Any], workers: int = 1) -> list[dict[str, Any]]
                 parameters=[{"key": "cap-add", "value": "SYS_ADMIN"}],
                 volumes=[
                     {"containerPath": "/cvmfs", "hostPath": "/cvmfs", "mode": "RW"},
-                    {"containerPath": "/etc/cvmfs/SITECONF", "hostPath": "/etc/cvmfs/SITECONF", "mode": "RO"},
+                    {"containerPath": "/etc/cvmfs/SITECONF", "hostPath": siteconf, "mode": "RO"},
                     {"containerPath": "/opt/exp_sw/cms", "hostPath": "/opt/exp_sw/cms", "mode": "RW"},
                     {"containerPath": "/sys/fs/cgroup", "hostPath": "/sys/fs/cgroup", "mode": "RO"},
                 ],
@@ -64,6 +67,7 @@ _WN = r"""# CMS worker-node configuration on a Mesos agent: CVMFS through the cl
 set -eu
 umask 022
 ETC="${DODAS_CMS_ETC:-/etc}"
+case "$ETC" in /*) ;; *) ETC="$HOME/$ETC" ;; esac
 mkdir -p "$ETC/cvmfs/SITECONF/JobConfig" "$ETC/cvmfs/SITECONF/PhEDEx"
 INPUT_PROTOCOL=${TOSCA_PROPERTY_CMS_INPUT_PROTOCOL:-xrootd}
 STAGEOUT_PROTOCOL=${TOSCA_PROPERTY_CMS_STAGEOUTPROTOCOL}
@@ -107,11 +111,17 @@ class CmsOnMesos(MarathonFramework):
     roles = ("services", "wn")
     app_ids = ("cmssquid", "cmsproxycache", "cmswnel7")
 
+    def __init__(self, *, etc_dir: str = "/etc", **kwargs: Any) -> None:
+        """etc_dir: where the wn role writes CVMFS and the CMS site config on agents (a site setting,
+        `frameworks.cms-mesos.etc_dir`); a relative path is under the SSH user's home (rootless agents)."""
+        super().__init__(**kwargs)
+        self.etc_dir = etc_dir
+
     def apps(self, role: str, props: Mapping[str, Any], context: DeployContext) -> list[dict[str, Any]]:
         mesos = context.peers.get("mesos")
-        return cms_apps(props, len(mesos.nodes("agent")) if mesos else 1)
+        return cms_apps(props, len(mesos.nodes("agent")) if mesos else 1, self.etc_dir)
 
     def node_script(self, role: str, node: Node, cluster: Cluster) -> Script:
         if role == "wn":
-            return Script("cms-wn", {}, _WN)
+            return Script("cms-wn", {"DODAS_CMS_ETC": self.etc_dir}, _WN)
         return super().node_script(role, node, cluster)

@@ -38,11 +38,17 @@ def http_check(path: str, port_index: int = 0, protocol: str = "MESOS_HTTP") -> 
 
 
 def docker(image: str, *, network: str = "HOST", privileged: bool = False, **extra: Any) -> dict[str, Any]:
+    """A Docker `container`; `volumes` belong to the container (Marathon has no container.docker.volumes), the rest
+    (portMappings, parameters, …) to its `docker` part."""
+    volumes = extra.pop("volumes", None)
     spec: dict[str, Any] = {"image": image, "network": network, "forcePullImage": True}
     if privileged:
         spec["privileged"] = True
     spec.update(extra)
-    return {"type": "DOCKER", "docker": spec}
+    container: dict[str, Any] = {"type": "DOCKER", "docker": spec}
+    if volumes is not None:
+        container["volumes"] = volumes
+    return container
 
 
 def text(value: Any) -> str:
@@ -138,8 +144,8 @@ class MarathonFramework(Framework):
         return ok
 
     def verify(self, cluster: Cluster, run: Runner) -> Verified:
-        ok = self.check_apps(cluster, run)
-        return Verified(f"{self.name}: Marathon apps {', '.join(ok)} running and healthy", {"apps": float(len(ok))})
+        ok = self.check_apps(cluster, run)  # the deployer prefixes the framework's name to the summary
+        return Verified(f"Marathon apps {', '.join(ok)} running and healthy", {"apps": float(len(ok))})
 
     def outputs(self, cluster: Cluster) -> dict[str, str]:
         return {}
