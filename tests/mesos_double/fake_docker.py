@@ -169,6 +169,10 @@ def main(argv: list[str], root_text: str) -> int:
             from mesos_double.node_services import condor_status
 
             return condor_status(root, ip, parsed["command"][1:])
+        if parsed["command"][:1] and Path(parsed["command"][0]).name == "spark-submit":
+            from mesos_double.frameworks import spark_submit
+
+            return spark_submit(root, ip, parsed["command"][1:])
         return 0
     if command == "run":
         parsed = _parse_run(args)
