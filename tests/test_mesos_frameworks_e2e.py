@@ -237,9 +237,9 @@ def test_ams_on_mesos_through_the_deployment_dag(
     assert_no_secret_on_a_command_line(root, secrets)
 
     # deploy.htcondor_services (the HTCondor base, AMS image), deploy.ams_services (squid) and deploy.ams_executor
-    # (the AMS workers replace HTCondor's condorwn, as ams_config's execute step did with ?force=true)
+    # (the AMS workers are the pool's condorwn: the HTCondor step leaves its own out, so none is put twice)
     puts = marathon_puts(root)[master]
-    assert sorted(puts) == sorted(["/amssquid", *HTCONDOR_APPS, "/condorwn", "/cvmfscheck"])
+    assert sorted(puts) == sorted(["/amssquid", *HTCONDOR_APPS, "/cvmfscheck"])
     assert puts[-2:] == ["/condorwn", "/cvmfscheck"]  # ams_executor after htcondor_services, as the template asks
     apps = fake_docker.marathon_record(root, master)["apps"]
     wn = apps["/condorwn"]
@@ -282,16 +282,9 @@ def test_ams_on_mesos_through_the_deployment_dag(
         "mesos_lb_ip": lb,
     }
 
-    # a second run: every node keeps its configuration and nothing restarts, except that HTCondor's step puts its
-    # own condorwn back and AMS's execute step replaces it again (see the report in the xfail below)
-    again = rerun(store, root, deployment_id)
+    # a second run: every node keeps its configuration, nothing restarts, nothing is PUT
+    assert rerun(store, root, deployment_id) == []
     undeploy_leaves_nothing(store, cloud, root, deployment_id, servers=6)
-    if again:
-        assert again == ["/condorwn", "/condorwn"]
-        pytest.xfail(
-            "known bug (dodas_tasks/frameworks/htcondor.py): in an AMS deployment HTCondorServices PUTs its own "
-            "/condorwn, which ams_executor replaces; every run PUTs /condorwn twice and restarts the workers"
-        )
 
 
 # -- Spark -----------------------------------------------------------------------------------------------------

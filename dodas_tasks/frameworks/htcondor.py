@@ -195,7 +195,12 @@ class HTCondorOnMesos(MarathonFramework):
         self.runner = runner
 
     def apps(self, role: str, props: Mapping[str, Any], context: DeployContext) -> list[dict[str, Any]]:
-        return htcondor_apps(props, worker_count(props, context))
+        """The pool's apps; in an AMS deployment the workers are AMS's own `condorwn` (its execute step), so
+        this one is left out rather than put and replaced on every run."""
+        apps = htcondor_apps(props, worker_count(props, context))
+        if "ams-mesos" in context.peers:
+            apps = [app for app in apps if app["id"] != "/condorwn"]
+        return apps
 
     def pool(self, cluster: Cluster, run: Runner) -> tuple[dict[str, list[str]], int]:
         """The collector's ads (asked from a master node with the condor image) and the workers wanted."""
