@@ -26,6 +26,7 @@ from dodas_tasks.frameworks.registry import (
     binding_for,
     framework,
     framework_settings,
+    needs_deployment_id,
     needs_runner,
 )
 from dodas_tasks.iam.cluster_client import ensure_cluster_client, stored_client
@@ -101,15 +102,14 @@ class Deployer:
         settings = framework_settings(self.deployment.options, name)
         if needs_runner(name):
             settings["runner"] = self.run
+        if needs_deployment_id(name):
+            settings["deployment_id"] = self.deployment_id
         return framework(name, settings)
 
     def frameworks(self) -> list[str]:
         names = []
-        for comp in self.plan.components:
-            try:
-                name = binding_of(comp).framework
-            except ComponentNotDeployable:
-                continue
+        for comp in self._deployable():
+            name = binding_of(comp).framework
             if name not in names:
                 names.append(name)
         return names
@@ -157,9 +157,36 @@ class Deployer:
             run=self.run,
             peers={name: self.cluster(name) for name in self.frameworks() if name != binding.framework},
             log=self.log,
+            deployment_id=self.deployment_id,
+            artifacts={k: refs.resolve(v) for k, v in comp.artifacts.items()},
+            host=self._host_capabilities(comp, refs),
         )
         changed += fw.deploy(context)
         return changed
+
+    def _host_capabilities(self, comp: Component, refs: References) -> dict[str, Any]:
+        """The capabilities of the component `comp` is hosted on (none when it sits on a VM or nowhere)."""
+        host = next((c for c in self.plan.components if c.name == comp.host), None)
+        return {} if host is None else {cap: refs.resolve(props) for cap, props in host.capabilities.items()}
+
+    def release(self) -> list[str]:
+        """At undeploy: frameworks with components hosted on no VM of this deployment (apps on a site's Marathon)
+        remove what they put there (see Framework.release); the rest went with the VMs."""
+        released = []
+        for name in self.frameworks():
+            if any(binding_of(c).framework == name and c.host_group is None for c in self._deployable()):
+                released += self.framework(name).release()
+        return released
+
+    def _deployable(self) -> list[Component]:
+        found = []
+        for comp in self.plan.components:
+            try:
+                binding_of(comp)
+            except ComponentNotDeployable:
+                continue
+            found.append(comp)
+        return found
 
     def _run_node_scripts(
         self, comp: Component, binding: Binding, fw: Framework, cluster: Cluster, properties: dict[str, str]

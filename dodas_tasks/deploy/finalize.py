@@ -52,6 +52,16 @@ def finalize_run(
             reason = "; ".join(failures) or f"{len(left)} node(s) still exist: {', '.join(n.name for n in left)}"
             store.set_status(deployment_id, DeploymentStatus.DELETE_FAILED, reason)
             return RunOutcome(DeploymentStatus.DELETE_FAILED, reason, failed=True)
+        from dodas_tasks.deploy.components import Deployer
+
+        try:
+            released = Deployer(store, deployment_id, log=log).release()
+        except Exception as exc:  # whatever stops it, the apps must not be forgotten on the site
+            reason = f"the deployment's apps on a site service were not removed ({exc}); run the deletion again"
+            store.set_status(deployment_id, DeploymentStatus.DELETE_FAILED, reason)
+            return RunOutcome(DeploymentStatus.DELETE_FAILED, reason, failed=True)
+        if released:
+            store.add_event(deployment_id, "undeploy", f"removed from the site's services: {', '.join(released)}")
         get_driver(dep.cloud).delete_key_pair(key_pair_name(deployment_id))
         if stored_client(dep) is not None:
             if iam is None:

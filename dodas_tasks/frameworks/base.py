@@ -116,6 +116,8 @@ class DeployContext:
 
     properties: the component's TOSCA properties, resolved (IPs filled in, secrets in clear: never log them).
     peers: the clusters of the deployment's other frameworks by name (e.g. "mesos": masters, agents, lb).
+    artifacts: the component's artifacts (e.g. its Docker image), resolved.
+    host: the capabilities of the component it is hosted on (e.g. a Container.Runtime.Docker's `host`, `scalable`).
     """
 
     component: str
@@ -125,6 +127,9 @@ class DeployContext:
     run: Runner
     peers: Mapping[str, Cluster] = field(default_factory=dict)
     log: Callable[[str], None] = print
+    deployment_id: str = ""
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
+    host: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class VerificationFailed(RuntimeError):
@@ -171,6 +176,11 @@ class Framework(ABC):
 
         Frameworks whose work is all in node scripts keep this no-op default.
         """
+        return []
+
+    def release(self) -> list[str]:
+        """At undeploy, after the VMs are gone: removes what the framework put outside them (apps on a site's
+        Marathon); returns what it removed. Frameworks living on the deployment's VMs keep this no-op default."""
         return []
 
     def check_role(self, role: str) -> None:

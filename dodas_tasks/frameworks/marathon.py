@@ -258,12 +258,28 @@ class MarathonClient:
         self.wait_ready([a["id"] for a in apps], deadline)
         return changed
 
+    def remove_group(self, group: str, *, timeout: float = 900) -> list[str]:
+        """DELETE /v2/groups/{group}?force=true and wait for that deployment; returns the app ids it held."""
+        status, body = self._call("GET", f"/v2/groups/{_path(group)}")
+        if status == 404:
+            return []
+        if status != 200:
+            raise MarathonError(f"Marathon GET group {group}: HTTP {status} {_message(body)}")
+        held = [a["id"] for a in (body or {}).get("apps", [])]
+        status, body = self._call("DELETE", f"/v2/groups/{_path(group)}?force=true")
+        if status not in (200, 202, 404):
+            raise MarathonError(f"Marathon refused to delete group {group}: HTTP {status} {_message(body)}")
+        deployment = (body or {}).get("deploymentId")
+        if deployment:
+            self.wait_deployments({deployment}, self._clock() + timeout, [])
+        return held
+
     def wait_deployments(self, ids: set[str], deadline: float, app_ids: list[str]) -> None:
         while pending := ids & self.deployment_ids():
             if self._clock() >= deadline:
                 raise MarathonError(
                     f"deployment(s) {', '.join(sorted(pending))} not finished in time; "
-                    + _describe(self.states(app_ids))
+                    + describe_states(self.states(app_ids))
                 )
             self._sleep(self.poll_seconds)
 
@@ -282,11 +298,12 @@ class MarathonClient:
             if all(s.ready for s in states):
                 return states
             if self._clock() >= deadline:
-                raise MarathonError("apps not ready: " + _describe(s for s in states if not s.ready))
+                raise MarathonError("apps not ready: " + describe_states(s for s in states if not s.ready))
             self._sleep(self.poll_seconds)
 
 
-def _describe(states: Iterable[AppState]) -> str:
+def describe_states(states: Iterable[AppState]) -> str:
+    """One clause per app: running/healthy counts and its problems."""
     parts = []
     for s in states:
         what = f"{s.app_id}: {s.running}/{s.instances} running"

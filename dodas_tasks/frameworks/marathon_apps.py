@@ -8,6 +8,7 @@ indigo `Container.Application.Docker.Marathon` node to an app as the INDIGO orch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,14 @@ from dodas_tasks.frameworks.base import (
     VerificationFailed,
     Verified,
 )
-from dodas_tasks.frameworks.marathon import MarathonClient, MarathonError, NodeCurlTransport, app_state
+from dodas_tasks.frameworks.marathon import (
+    MarathonClient,
+    MarathonError,
+    NodeCurlTransport,
+    app_state,
+    describe_states,
+)
+from dodas_tasks.tosca.units import size_to_mib
 
 STATE_DIR = "$HOME/.dodas/mesos"
 # DODAS's health-check timings (section c of the reference): restart after 3 failures a minute apart
@@ -187,7 +195,7 @@ def marathon_app(
                     "containerPath": parts[1],
                     "mode": parts[2].upper(),
                     "external": {
-                        "name": f"{app_id}{parts[1].replace('/', '-')}",
+                        "name": f"{app_id.strip('/')}{parts[1]}".replace("/", "-"),  # one per app and path
                         "provider": "dvdi",
                         "options": {"dvdi/driver": parts[4]},
                     },
@@ -246,18 +254,79 @@ def chronos_job(name: str, props: Mapping[str, Any], image: str, parents: Sequen
 
 
 class MarathonApps(MarathonFramework):
-    """Generic container apps (indigo_marathon_app templates), one app per component under a deployment group.
+    """Generic container apps (indigo_marathon_app templates), one app per component in the deployment's group
+    `/dodas-<deployment id>`, so apps of many deployments share a Marathon without meeting.
 
-    The app is posted through a master of the deployment's own Mesos cluster when it has one (role "app" on a
-    Container.Runtime.Docker hosted nowhere is given a master node by the deployer) — see the report.
+    A runtime hosted on this deployment's VMs (a Mesos master) takes the apps through that node over SSH; a
+    runtime hosted nowhere means the site's Marathon (the `marathon_conn_id` connection), as the INDIGO
+    orchestrator deployed such templates on the site's Mesos. Apps on the site's Marathon are deleted at undeploy.
     """
 
     name = "marathon-apps"
     roles = ("app", "runtime")
     api_roles = ("app",)
 
+    def __init__(
+        self, *, marathon_conn_id: str = "dodas_marathon", deployment_id: str | None = None, **kw: Any
+    ) -> None:
+        super().__init__(**kw)
+        self.marathon_conn_id = marathon_conn_id
+        self.deployment_id = deployment_id
+
+    @property
+    def group(self) -> str:
+        if not self.deployment_id:
+            raise MarathonError("marathon-apps needs the deployment id to name its Marathon group")
+        return f"/dodas-{self.deployment_id.lower()}"
+
+    def app_id(self, component: str) -> str:
+        """Marathon ids allow lowercase letters, digits, '-' and '.': TOSCA names are mapped onto them."""
+        return f"{self.group}/{re.sub(r'[^a-z0-9.-]', '-', component.lower())}"
+
     def apps(self, role: str, props: Mapping[str, Any], context: DeployContext) -> list[dict[str, Any]]:
-        image = props.get("image") or props.get("_artifacts", {}).get("image", {}).get("file")
+        image = props.get("image") or (context.artifacts.get("image") or {}).get("file")
         if not image:
-            raise MarathonError(f"{context.component}: no Docker image artifact")
-        return [marathon_app(f"/{context.component}", props, str(image), props.get("_runtime"))]
+            raise MarathonError(
+                f"{context.component}: no Docker image (give the image artifact's file, e.g. the docker_image input)"
+            )
+        host = dict(context.host.get("host") or {})
+        if "mem_size" in host:
+            host["mem_size"] = size_to_mib(host["mem_size"])
+        host["instances"] = int((context.host.get("scalable") or {}).get("count", 1))
+        return [marathon_app(self.app_id(context.component), props, str(image), host)]
+
+    def site(self) -> MarathonClient:
+        """The site's Marathon, from the Airflow connection."""
+        from dodas_tasks.airflow.marathon_hook import MarathonHook
+
+        return MarathonHook(self.marathon_conn_id, poll_seconds=self.poll_seconds).get_conn()
+
+    def deploy(self, context: DeployContext) -> list[str]:
+        if context.role not in self.api_roles or context.cluster.nodes(context.role):
+            return super().deploy(context)
+        apps = self.apps(context.role, context.properties, context)
+        try:
+            changed = self.site().ensure_apps(apps, timeout=self.timeout)
+        except MarathonError as exc:
+            raise MarathonError(f"{context.component}: site Marathon ({self.marathon_conn_id}): {exc}") from None
+        context.log(f"{context.component}: {', '.join(a['id'] for a in apps)} healthy on the site's Marathon")
+        return changed
+
+    def verify(self, cluster: Cluster, run: Runner) -> Verified:
+        """Every app of the deployment's group runs and is healthy (on its master, or on the site's Marathon)."""
+        client = self.client(run, self.master(cluster)) if cluster.nodes("app") else self.site()
+        try:
+            ids = [a["id"] for a in client.apps() if a["id"].startswith(self.group + "/")]
+            if not ids:
+                raise VerificationFailed(f"marathon-apps: no app of {self.group} is deployed")
+            states = client.states(ids)
+        except MarathonError as exc:
+            raise VerificationFailed(f"marathon-apps: {exc}") from None
+        bad = [s for s in states if not s.ready]
+        if bad:
+            raise VerificationFailed("marathon-apps: " + describe_states(bad))
+        return Verified(f"{', '.join(ids)} running and healthy", {"apps": float(len(ids))})
+
+    def release(self) -> list[str]:
+        """Delete the deployment's group from the site's Marathon (its apps stop), and wait until it is gone."""
+        return self.site().remove_group(self.group, timeout=self.timeout)

@@ -90,6 +90,12 @@ def needs_runner(name: str) -> bool:
     return "runner" in inspect.signature(framework_class(name)).parameters
 
 
+@functools.cache
+def needs_deployment_id(name: str) -> bool:
+    """The framework names what it puts outside the deployment's VMs after it (`deployment_id=`)."""
+    return "deployment_id" in inspect.signature(framework_class(name)).parameters
+
+
 _SIMPLE = (str, int, float, bool)
 
 

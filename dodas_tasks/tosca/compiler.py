@@ -282,6 +282,12 @@ def _build_plan(
         artifacts = {
             k: resolver.resolve(v, f"{where} artifact {k}", name) for k, v in (tpl.get("artifacts") or {}).items()
         }
+        capabilities = {
+            cap: {
+                k: resolver.resolve(v, f"{where} capability {cap}.{k}", name) for k, v in _cap_props(tpl, cap).items()
+            }
+            for cap in tpl.get("capabilities") or {}
+        }
         plan.components.append(
             Component(
                 name=name,
@@ -291,6 +297,7 @@ def _build_plan(
                 host=host_of(name),
                 properties=props,
                 artifacts=artifacts,
+                capabilities=capabilities,
             )
         )
 

@@ -84,6 +84,7 @@ class Component:
     host_group: str | None = None  # the Compute group at the bottom of the HostedOn chain
     properties: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. a Container.Runtime's host
 
 
 @dataclass

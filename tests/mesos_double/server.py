@@ -105,6 +105,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.changed()
             self._send(201 if created else 200, {"deploymentId": deployment, "version": deployment})
 
+    def do_DELETE(self) -> None:
+        """DELETE /v2/apps/{id} or /v2/groups/{id} (?force=true): the apps go, through a deployment."""
+        if not self._authorised():
+            return
+        path = urlsplit(self.path).path
+        with self.state.lock:
+            self.state.refresh()
+            if path.startswith("/v2/groups/"):
+                prefix = "/" + path[len("/v2/groups/") :].strip("/")
+                gone = [a for a in self.state.apps if a.startswith(prefix + "/")]
+            elif path.startswith("/v2/apps/"):
+                gone = [a for a in ["/" + path[len("/v2/apps/") :].strip("/")] if a in self.state.apps]
+            else:
+                self._send(404, {"message": f"no route {path}"})
+                return
+            if not gone:
+                self._send(404, {"message": f"{path} does not exist"})
+                return
+            for app_id in gone:
+                del self.state.apps[app_id]
+            deployment = str(uuid.uuid4())
+            self.state.deployments[deployment] = self.state.deploy_polls
+            self.state.changed()
+            self._send(200, {"deploymentId": deployment, "version": deployment})
+
     def _get(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         s = self.state
         if path == "/ping":
@@ -147,6 +172,12 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"queue": queue}
         if path == "/v2/apps":
             return 200, {"apps": [self._app(a) for a in s.apps.values()]}
+        if path.startswith("/v2/groups/"):
+            prefix = "/" + path[len("/v2/groups/") :].strip("/")
+            held = [self._app(a) for app_id, a in s.apps.items() if app_id.startswith(prefix + "/")]
+            return (
+                (200, {"id": prefix, "apps": held}) if held else (404, {"message": f"Group '{prefix}' does not exist"})
+            )
         if path.startswith("/v2/apps/"):
             app = s.apps.get("/" + path[len("/v2/apps/") :].strip("/"))
             if app is None:
