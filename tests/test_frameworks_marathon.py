@@ -13,9 +13,10 @@ from dodas_tasks.clustermanagers.mesos import MesosCluster
 from dodas_tasks.frameworks import htcondor, spark_mesos
 from dodas_tasks.frameworks.ams import AmsOnMesos, ams_execute_apps
 from dodas_tasks.frameworks.base import Cluster, Node, Script
+from dodas_tasks.frameworks.chronos import chronos_job
 from dodas_tasks.frameworks.cms import CmsOnMesos, cms_apps
 from dodas_tasks.frameworks.marathon import _CURL
-from dodas_tasks.frameworks.marathon_apps import MarathonApps, chronos_job, marathon_app
+from dodas_tasks.frameworks.marathon_apps import MarathonApps, marathon_app
 from dodas_tasks.frameworks.spark_mesos import dispatcher_app, spark_memory
 
 SHELLCHECK = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")

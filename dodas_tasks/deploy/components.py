@@ -160,6 +160,7 @@ class Deployer:
             deployment_id=self.deployment_id,
             artifacts={k: refs.resolve(v) for k, v in comp.artifacts.items()},
             host=self._host_capabilities(comp, refs),
+            requirements=self._requirements(comp),
         )
         changed += fw.deploy(context)
         return changed
@@ -168,6 +169,13 @@ class Deployer:
         """The capabilities of the component `comp` is hosted on (none when it sits on a VM or nowhere)."""
         host = next((c for c in self.plan.components if c.name == comp.host), None)
         return {} if host is None else {cap: refs.resolve(props) for cap, props in host.capabilities.items()}
+
+    def _requirements(self, comp: Component) -> dict[str, tuple[str, ...]]:
+        found: dict[str, tuple[str, ...]] = {}
+        for edge in self.plan.edges:
+            if edge.source == comp.name:
+                found[edge.requirement] = (*found.get(edge.requirement, ()), edge.target)
+        return found
 
     def release(self) -> list[str]:
         """At undeploy: frameworks with components hosted on no VM of this deployment (apps on a site's Marathon)

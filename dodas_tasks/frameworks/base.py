@@ -118,6 +118,7 @@ class DeployContext:
     peers: the clusters of the deployment's other frameworks by name (e.g. "mesos": masters, agents, lb).
     artifacts: the component's artifacts (e.g. its Docker image), resolved.
     host: the capabilities of the component it is hosted on (e.g. a Container.Runtime.Docker's `host`, `scalable`).
+    requirements: the nodes each of its requirements names, by requirement (e.g. {"parent_job": ("fetch",)}).
     """
 
     component: str
@@ -130,6 +131,7 @@ class DeployContext:
     deployment_id: str = ""
     artifacts: Mapping[str, Any] = field(default_factory=dict)
     host: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    requirements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class VerificationFailed(RuntimeError):

@@ -230,29 +230,6 @@ def marathon_app(
     return app
 
 
-def chronos_job(name: str, props: Mapping[str, Any], image: str, parents: Sequence[str] = ()) -> dict[str, Any]:
-    """An indigo Container.Application.Docker.Chronos node as a Chronos job (scheduled or dependent)."""
-    job: dict[str, Any] = {
-        "name": name,
-        "command": str(props["command"]),
-        "retries": int(props.get("retries") or 0),
-        "epsilon": str(props.get("epsilon", "PT10S")),
-        "container": {"type": "DOCKER", "image": image, "forcePullImage": bool(props.get("force_pull_image", True))},
-        "environmentVariables": [
-            {"name": str(k), "value": text(v)} for k, v in (props.get("environment_variables") or {}).items()
-        ],
-        "uris": list(props.get("uris") or []),
-        "shell": True,
-    }
-    if props.get("description"):
-        job["description"] = str(props["description"])
-    if parents:
-        job["parents"] = list(parents)
-    else:
-        job["schedule"] = str(props.get("schedule") or "R/2000-01-01T00:00:00Z/PT24H")
-    return job
-
-
 class MarathonApps(MarathonFramework):
     """Generic container apps (indigo_marathon_app templates), one app per component in the deployment's group
     `/dodas-<deployment id>`, so apps of many deployments share a Marathon without meeting.
@@ -263,7 +240,7 @@ class MarathonApps(MarathonFramework):
     """
 
     name = "marathon-apps"
-    roles = ("app", "runtime")
+    roles = ("app",)
     api_roles = ("app",)
 
     def __init__(
@@ -297,7 +274,7 @@ class MarathonApps(MarathonFramework):
 
     def site(self) -> MarathonClient:
         """The site's Marathon, from the Airflow connection."""
-        from dodas_tasks.airflow.marathon_hook import MarathonHook
+        from dodas_tasks.airflow.site_services import MarathonHook
 
         return MarathonHook(self.marathon_conn_id, poll_seconds=self.poll_seconds).get_conn()
 

@@ -41,7 +41,8 @@ BINDINGS: dict[str, Binding] = {
     "tosca.nodes.indigo.AmsCondorWnConfig": Binding("ams-mesos", "wn"),
     "tosca.nodes.indigo.SparkMesos": Binding("spark-mesos", "services"),
     "tosca.nodes.indigo.Container.Application.Docker.Marathon": Binding("marathon-apps", "app"),
-    "tosca.nodes.indigo.Container.Runtime.Docker": Binding("marathon-apps", "runtime"),
+    "tosca.nodes.indigo.Container.Application.Docker.Chronos": Binding("chronos-jobs", "job"),
+    "tosca.nodes.indigo.Container.Runtime.Docker": Binding("container-runtime", "runtime"),
 }
 
 # framework name -> "module:Class" (imported on first use, so the deployer loads only what a plan needs)
@@ -53,6 +54,8 @@ FRAMEWORKS: dict[str, str] = {
     "ams-mesos": "dodas_tasks.frameworks.ams:AmsOnMesos",
     "spark-mesos": "dodas_tasks.frameworks.spark_mesos:SparkOnMesos",
     "marathon-apps": "dodas_tasks.frameworks.marathon_apps:MarathonApps",
+    "chronos-jobs": "dodas_tasks.frameworks.chronos:ChronosJobs",
+    "container-runtime": "dodas_tasks.frameworks.runtime:ContainerRuntime",
 }
 
 

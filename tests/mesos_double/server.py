@@ -1,4 +1,4 @@
-"""One threaded HTTP(S) server playing both the Mesos master and Marathon, bound to a loopback address."""
+"""One threaded HTTP(S) server playing the Mesos master, Marathon and Chronos, bound to a loopback address."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ class ClusterState:
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     deployments: dict[str, int] = field(default_factory=dict)  # id -> polls left
     puts: list[str] = field(default_factory=list)
+    chronos_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # Chronos: name -> job as it answers
+    chronos_posts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self) -> None:
@@ -105,6 +107,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.changed()
             self._send(201 if created else 200, {"deploymentId": deployment, "version": deployment})
 
+    def do_POST(self) -> None:
+        """Chronos: POST /v1/scheduler/iso8601 (scheduled) or /v1/scheduler/dependency (after its parents)."""
+        if not self._authorised():
+            return
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        path = urlsplit(self.path).path
+        with self.state.lock:
+            jobs = self.state.chronos_jobs
+            if path == "/v1/scheduler/dependency":
+                missing = [p for p in body.get("parents", []) if p not in jobs]
+                if missing or not body.get("parents"):
+                    self._send(400, {"message": f"parents not found: {missing or 'none given'}"})
+                    return
+            elif path != "/v1/scheduler/iso8601" or "schedule" not in body:
+                self._send(400 if path == "/v1/scheduler/iso8601" else 404, {"message": f"bad request to {path}"})
+                return
+            previous = jobs.get(body["name"], {})
+            jobs[body["name"]] = {
+                **body,
+                "successCount": previous.get("successCount", 0),
+                "errorCount": previous.get("errorCount", 0),
+                "lastSuccess": previous.get("lastSuccess", ""),
+                "lastError": previous.get("lastError", ""),
+                "disabled": False,
+            }
+            self.state.chronos_posts.append(body["name"])
+        self.send_response(204)
+        self.end_headers()
+
     def do_DELETE(self) -> None:
         """DELETE /v2/apps/{id} or /v2/groups/{id} (?force=true): the apps go, through a deployment."""
         if not self._authorised():
@@ -112,6 +143,16 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         with self.state.lock:
             self.state.refresh()
+            if path.startswith("/v1/scheduler/job/"):
+                name = path[len("/v1/scheduler/job/") :]
+                children = [j for j, job in self.state.chronos_jobs.items() if name in job.get("parents", [])]
+                if name not in self.state.chronos_jobs or children:
+                    self._send(404 if not children else 400, {"message": f"job {name}: absent or has {children}"})
+                    return
+                del self.state.chronos_jobs[name]
+                self.send_response(204)
+                self.end_headers()
+                return
             if path.startswith("/v2/groups/"):
                 prefix = "/" + path[len("/v2/groups/") :].strip("/")
                 gone = [a for a in self.state.apps if a.startswith(prefix + "/")]
@@ -170,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
                         }
                     )
             return 200, {"queue": queue}
+        if path == "/v1/scheduler/jobs":
+            return 200, list(s.chronos_jobs.values())
         if path == "/v2/apps":
             return 200, {"apps": [self._app(a) for a in s.apps.values()]}
         if path.startswith("/v2/groups/"):

@@ -1,9 +1,11 @@
-"""Generic container apps (the corpus indigo_marathon_app template) on a site's Marathon, through the deployment
-DAG (dag.test()): the app's definition from the artifact and the runtime's host capability, one Marathon group per
-deployment so deployments sharing the site never meet, a rerun that puts nothing, undeploy that deletes the group.
+"""Generic container apps and jobs on a site's Marathon and Chronos, through the deployment DAG (dag.test()).
 
-The site's Marathon is the Marathon v2 HTTP double (tests/mesos_double), with basic auth, reached through the
-`dodas_marathon` Airflow connection as a site's real one would be.
+Marathon: the corpus indigo_marathon_app template; the app from the artifact and the runtime's host capability,
+one Marathon group per deployment so deployments sharing the site never meet, a rerun that puts nothing, undeploy
+that deletes the group. Chronos: templates/chronos_jobs.yaml, a scheduled job and one run after it.
+
+The site's services are the Marathon v2 and Chronos v1 HTTP doubles (tests/mesos_double), with basic auth, reached
+through the `dodas_marathon` / `dodas_chronos` Airflow connections as a site's real ones would be.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dodas_tasks.deploy.naming import dag_id
 from dodas_tasks.store import DeploymentStatus, Store
 
 SITE_AUTH = ("site-admin", "site-pass-Marathon")
+CHRONOS_TEMPLATE = (Path(__file__).resolve().parents[1] / "templates" / "chronos_jobs.yaml").read_text()
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +34,7 @@ def site_marathon(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterDouble]:
     double = ClusterDouble(state=ClusterState(agents=agents, credentials=SITE_AUTH, deploy_polls=2))
     conn = {"conn_type": "http", "host": double.url, "login": SITE_AUTH[0], "password": SITE_AUTH[1]}
     monkeypatch.setenv("AIRFLOW_CONN_DODAS_MARATHON", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_DODAS_CHRONOS", json.dumps(conn))  # the same double answers Chronos's API
     yield double
     double.stop()
 
@@ -79,7 +83,7 @@ def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
     ]
     assert app["labels"]["HAPROXY_GROUP"] == "external"
     assert (apps[two]["mem"], apps[two]["container"]["docker"]["portMappings"][0]["servicePort"]) == (2048.0, 8080)
-    assert verify_events(store, first) == [f"marathon-apps: {one} running and healthy"]
+    assert f"marathon-apps: {one} running and healthy" in verify_events(store, first)
 
     # a second run reconciles: the same definition, no PUT
     puts = list(site_marathon.state.puts)
@@ -107,3 +111,43 @@ def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
     assert run_dag(dag_id(second)).state == "success"
     assert store.get_deployment(second).status == DeploymentStatus.DELETE_COMPLETE
     assert site_marathon.state.apps == {}
+
+
+def test_chronos_jobs_on_the_sites_chronos_parents_first_checked_and_deleted(
+    airflow_db: None,  # noqa: F811
+    store: Store,  # noqa: F811
+    site_marathon: ClusterDouble,
+) -> None:
+    chronos = site_marathon.state
+    deployment_id = service.submit(store, CHRONOS_TEMPLATE, {"image": "alpine:3.20"}, source="chronos_jobs.yaml")
+    run = run_dag(dag_id(deployment_id))
+    dep = store.get_deployment(deployment_id)
+    assert run.state == "success", dep.status_reason
+    assert dep.status == DeploymentStatus.CREATE_COMPLETE and store.list_nodes(deployment_id) == []
+    fetch, analyse = f"dodas-{deployment_id}-fetch", f"dodas-{deployment_id}-analyse"
+    assert chronos.chronos_posts == [fetch, analyse]  # the parent first: Chronos refuses orphans
+    job = chronos.chronos_jobs[fetch]
+    assert job["schedule"] == "R/2026-01-01T00:00:00Z/PT1H" and job["retries"] == 2
+    assert job["container"] == {"type": "DOCKER", "image": "alpine:3.20", "forcePullImage": True}
+    assert job["environmentVariables"] == [{"name": "SOURCE_URL", "value": "https://example.org/"}]
+    assert (job["cpus"], job["mem"]) == (0.5, 512.0)
+    assert chronos.chronos_jobs[analyse]["parents"] == [fetch] and "schedule" not in chronos.chronos_jobs[analyse]
+    verified = verify_events(store, deployment_id)
+    assert f"chronos-jobs: jobs {analyse}, {fetch} scheduled" in verified, verified
+
+    # a rerun posts nothing; a job whose last run failed fails verify, naming it
+    chronos.chronos_jobs[analyse].update(lastError="2026-11-28T08:00:00.000Z", errorCount=1)
+    assert run_dag(dag_id(deployment_id)).state == "failed"
+    dep = store.get_deployment(deployment_id)
+    assert dep.status == DeploymentStatus.UPDATE_FAILED
+    assert f"job {analyse} failed its last run at 2026-11-28T08:00:00.000Z" in (dep.status_reason or "")
+    assert chronos.chronos_posts == [fetch, analyse]
+
+    # undeploy deletes the jobs, the child before its parent
+    chronos.chronos_jobs["someone-elses-job"] = {"name": "someone-elses-job", "schedule": "R/2026-01-01T00:00:00Z/P1D"}
+    service.request_undeploy(store, deployment_id)
+    assert run_dag(dag_id(deployment_id)).state == "success"
+    assert store.get_deployment(deployment_id).status == DeploymentStatus.DELETE_COMPLETE
+    assert list(chronos.chronos_jobs) == ["someone-elses-job"]
+    undeploy = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "undeploy"]
+    assert undeploy == [f"removed from the site's services: {analyse}, {fetch}"]

@@ -1,8 +1,10 @@
-"""Airflow hook for a site's Marathon: where generic container apps go when the template brings no Mesos cluster.
+"""Airflow hooks for a site's Marathon and Chronos: where generic container apps and jobs go when the template
+brings no Mesos cluster of its own.
 
-The INDIGO orchestrator posted indigo_marathon_app templates to the Marathon of the chosen site (from its CMDB);
-here the site is the connection ``dodas_marathon`` (conn_type http): host = Marathon URL (scheme included, or the
-scheme in ``schema``), login/password = its HTTP credentials, extra = {"verify": false | "/path/to/ca.pem"}.
+The INDIGO orchestrator posted indigo_marathon_app/Chronos templates to the services of the chosen site (from its
+CMDB); here each service is a connection, ``dodas_marathon`` and ``dodas_chronos`` (conn_type http): host = the
+service URL (scheme included, or the scheme in ``schema``), login/password = its HTTP credentials,
+extra = {"verify": false | "/path/to/ca.pem"}.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
+from dodas_tasks.frameworks.chronos import ChronosClient
 from dodas_tasks.frameworks.marathon import HttpTransport, MarathonClient
 
 
@@ -34,12 +37,28 @@ class MarathonHook(BaseHook):
         )
 
 
+class ChronosHook(BaseHook):
+    """A Chronos endpoint as an Airflow connection; get_conn() gives the ChronosClient."""
+
+    conn_name_attr = "chronos_conn_id"
+    default_conn_name = "dodas_chronos"
+    conn_type = "http"
+    hook_name = "DODAS site Chronos"
+
+    def __init__(self, chronos_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.chronos_conn_id = chronos_conn_id
+
+    def get_conn(self) -> ChronosClient:
+        return ChronosClient(transport_from_connection(self.get_connection(self.chronos_conn_id)))
+
+
 def transport_from_connection(conn: Any) -> HttpTransport:
     """HttpTransport from a connection (see the module docstring); the password is registered for masking."""
     host = (conn.host or "").strip().rstrip("/")
     if not host:
         raise ValueError(
-            f"connection {conn.conn_id!r}: host must be the site's Marathon URL, e.g. https://marathon:8443"
+            f"connection {conn.conn_id!r}: host must be the service's URL, e.g. https://marathon.example.org:8443"
         )
     if "://" not in host:
         host = f"{conn.schema or 'https'}://{host}" + (f":{conn.port}" if conn.port else "")
