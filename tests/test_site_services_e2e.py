@@ -151,3 +151,23 @@ def test_chronos_jobs_on_the_sites_chronos_parents_first_checked_and_deleted(
     assert list(chronos.chronos_jobs) == ["someone-elses-job"]
     undeploy = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "undeploy"]
     assert undeploy == [f"removed from the site's services: {analyse}, {fetch}"]
+
+
+def test_a_rolled_back_creation_removes_its_apps_from_the_site(
+    airflow_db: None,  # noqa: F811
+    store: Store,  # noqa: F811
+    site_marathon: ClusterDouble,
+    corpus: Path,
+) -> None:
+    """An app that never runs fails the creation; with on_partial=rollback nothing stays on the site."""
+    text = (corpus / "examples__indigo_marathon_app.yaml").read_text()
+    options = {"on_partial": "rollback", "frameworks": {"marathon-apps": {"timeout": 3, "poll_seconds": 0.2}}}
+    deployment_id = service.submit(store, text, {"docker_image": "broken:1"}, options=options, source="app")
+    site_marathon.state.agents = {}  # no agent takes it: it waits for offers until the deploy times out
+    site_marathon.state.apps["/other/app"] = {"id": "/other/app", "instances": 1}
+    assert run_dag(dag_id(deployment_id)).state == "failed"
+    dep = store.get_deployment(deployment_id)
+    assert dep.status == DeploymentStatus.CREATE_FAILED
+    assert "marathon-app" in (dep.status_reason or "") and "waiting for Mesos offers" in dep.status_reason
+    assert "rolled back" in dep.status_reason
+    assert list(site_marathon.state.apps) == ["/other/app"]

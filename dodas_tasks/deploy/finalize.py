@@ -99,12 +99,21 @@ def next_cloud(dep: DeploymentRecord) -> str | None:
 
 
 def remove_everything(store: Store, dep: DeploymentRecord, log: Callable[[str], None]) -> None:
-    """Delete every VM of every group on the deployment's current cloud, then its key pair."""
+    """Delete every VM of every group on the deployment's current cloud, then its key pair, and what it put on
+    the site's services (a refusal there is recorded as an event: the deployment and its reason stay)."""
+    from dodas_tasks.deploy.components import Deployer
     from dodas_tasks.deploy.provision import GroupProvisioner
 
     for group in {n.group for n in store.list_nodes(dep.id)}:
         GroupProvisioner(store, dep.id, group, log=log).delete_all()
     get_driver(dep.cloud).delete_key_pair(key_pair_name(dep.id))
+    try:
+        released = Deployer(store, dep.id, log=log).release()
+    except Exception as exc:  # the VMs are gone; say what stays on the site rather than hide the failure
+        store.add_event(dep.id, "undeploy", f"the deployment's apps on a site service were not removed: {exc}")
+        return
+    if released:
+        store.add_event(dep.id, "undeploy", f"removed from the site's services: {', '.join(released)}")
 
 
 def _failed_creation(store: Store, dep: DeploymentRecord, reason: str, log: Callable[[str], None]) -> RunOutcome:
