@@ -50,8 +50,9 @@ def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
     corpus: Path,
 ) -> None:
     text = (corpus / "examples__indigo_marathon_app.yaml").read_text()
-    first = service.submit(store, text, {"docker_image": "nginx:1.27", "port": 80, "cpus": 0.5}, source="app")
-    second = service.submit(store, text, {"docker_image": "httpd:2.4", "mem": "2 GB"}, source="app")
+    fast = {"frameworks": {"marathon-apps": {"poll_seconds": 0.2}}}  # the double's deployments last 2 polls
+    first = service.submit(store, text, {"docker_image": "nginx:1.27", "port": 80, "cpus": 0.5}, options=fast)
+    second = service.submit(store, text, {"docker_image": "httpd:2.4", "mem": "2 GB"}, options=fast)
 
     for deployment_id in (first, second):
         run = run_dag(dag_id(deployment_id))

@@ -174,7 +174,11 @@ class ComponentOperator(DeploymentOperator):
         with self._store() as store:
             if self._deleting(store):
                 raise AirflowSkipException("deployment is being deleted")
-            deployer = Deployer(store, self.deployment_id, log=self.log.info, tokens=self.token_source)
+            from airflow.sdk.log import mask_secret
+
+            deployer = Deployer(
+                store, self.deployment_id, log=self.log.info, tokens=self.token_source, on_secret=mask_secret
+            )
             return deployer.apply(self.component)
 
 

@@ -58,12 +58,21 @@ def deployment_framework(store: Store, dep: DeploymentRecord, name: str) -> Fram
 class Deployer:
     """Runs the configure/deploy/verify stages of one deployment against its provisioned nodes."""
 
-    def __init__(self, store: Store, deployment_id: str, log: Log = print, tokens: TokenSource | None = None) -> None:
-        """tokens: the owner's token source (delegated deployments); frameworks' IAM credentials come from it."""
+    def __init__(
+        self,
+        store: Store,
+        deployment_id: str,
+        log: Log = print,
+        tokens: TokenSource | None = None,
+        on_secret: Callable[[str], None] | None = None,
+    ) -> None:
+        """tokens: the owner's token source (delegated deployments); frameworks' IAM credentials come from it.
+        on_secret: told every secret obtained while deploying (Airflow's mask_secret), before anything logs it."""
         self.store = store
         self.deployment_id = deployment_id
         self.log = log
         self.tokens = tokens
+        self.on_secret = on_secret or (lambda _secret: None)
         self.deployment = store.get_deployment(deployment_id)
         self.plan = Plan.from_dict(self.deployment.plan)
         self._private_key = store.get_ssh_private_key(deployment_id)
@@ -257,7 +266,9 @@ class Deployer:
             "iam_client_id": client.client_id,
             "iam_client_secret": client.client_secret,
         }
-        self._secrets.extend([issued["iam_access_token"], client.client_secret])
+        for secret in (issued["iam_access_token"], client.client_secret):
+            self._secrets.append(secret)
+            self.on_secret(secret)
         filled.update({k: issued[k] for k in empty})
         filled["iam_endpoint"] = self.tokens.iam.config.issuer  # those credentials are good at this IdP only
         self.log(f"{comp.name}: IAM credentials from the IAM layer ({', '.join(empty)}; client {client.client_id})")
