@@ -34,6 +34,7 @@ def scripts() -> dict[str, Script]:
     found["marathon-request"] = Script("curl", {"DODAS_METHOD": "GET", "DODAS_PATH": "/v2/apps"}, _CURL)
     found["htcondor-pool"] = Script("pool", {}, htcondor._POOL)
     found["spark-submit"] = Script("pi", {}, spark_mesos._SUBMIT)
+    found["spark-status"] = Script("status", {}, spark_mesos._STATUS)
     return found
 
 
