@@ -89,7 +89,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
 def submit_app(master_ip: str, workdir: Path, name: str, cores: int, seconds: float, parts: int) -> subprocess.Popen:
     script = workdir / "app.py"
     script.write_text(APP)
+    scratch = workdir / f"{name}-scratch"  # a driver killed at the end leaves its temp dirs here, not in /tmp
+    scratch.mkdir(exist_ok=True)
     env = {**spark_env(), "SPARK_LOCAL_IP": "127.0.0.1", "HOME": str(workdir)}
+    env.update(SPARK_LOCAL_DIRS=str(scratch), TMPDIR=str(scratch))
     command = [
         str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"),
         *("--master", f"spark://{master_ip}:7077", "--executor-memory", "512m"),

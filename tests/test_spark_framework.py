@@ -301,6 +301,9 @@ def test_load_reports_idle_workers(spark: SparkStandalone) -> None:
 def test_load_counts_cores_an_unplaceable_app_wants(spark: SparkStandalone, nodes: LocalNodes) -> None:
     # 4 GiB executors fit no 512 MB worker: the app waits, asking for 3 cores it cannot get
     env = {**nodes.env(MASTER), **spark.verify_script(CLUSTER).env, "SPARK_LOCAL_IP": MASTER.ip}
+    scratch = nodes.home(MASTER) / "driver-scratch"  # the killed driver's temp dirs go with the node, not /tmp
+    scratch.mkdir(exist_ok=True)
+    env.update(SPARK_LOCAL_DIRS=str(scratch), TMPDIR=str(scratch))
     pi_py = Path(env["SPARK_HOME"]) / "examples" / "src" / "main" / "python" / "pi.py"
     command = [
         str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"),
