@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from mesos_double import ClusterDouble, ClusterState
 from test_mesos_e2e import airflow_db, run_dag, store  # noqa: F401 - fixtures and the DAG runner
+from test_mesos_frameworks_e2e import verify_events
 
 from dodas_tasks.deploy import service
 from dodas_tasks.deploy.naming import dag_id
@@ -37,10 +38,6 @@ def site_marathon(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterDouble]:
     monkeypatch.setenv("AIRFLOW_CONN_DODAS_CHRONOS", json.dumps(conn))  # the same double answers Chronos's API
     yield double
     double.stop()
-
-
-def verify_events(records: Store, deployment_id: str) -> list[str]:
-    return [e.message for e in records.list_events(deployment_id, limit=500) if e.kind == "verify"]
 
 
 def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(

@@ -22,6 +22,11 @@ def key_pair_name(deployment_id: str) -> str:
     return f"dodas-{deployment_id}"
 
 
+def site_name(deployment_id: str) -> str:
+    """dodas-<deployment id>: the deployment's name on a site's shared services (Marathon group, Chronos jobs)."""
+    return f"dodas-{deployment_id.lower()}"
+
+
 def deployment_tags(deployment_id: str) -> dict[str, str]:
     return {TAG_PROJECT: PROJECT_TAG, TAG_DEPLOYMENT: deployment_id}
 

@@ -189,3 +189,23 @@ class Framework(ABC):
         """A clear error for a role this framework does not have."""
         if role not in self.roles:
             raise ValueError(f"{self.name} has no role {role!r}; its roles are: {', '.join(self.roles)}")
+
+
+class NoNodeScripts(Framework):
+    """A framework with nothing to run on its nodes (its work is API calls, or nothing); no outputs, no load."""
+
+    def install_script(self, node: Node) -> Script:
+        return Script(f"{self.name}-install", {}, "true\n")
+
+    def configure_script(self, role: str, node: Node, cluster: Cluster) -> Script:
+        self.check_role(role)
+        return Script(f"{self.name}-configure", {}, "true\n")
+
+    def stop_script(self, role: str, node: Node, cluster: Cluster, *, drain: bool = True) -> Script:
+        return Script(f"{self.name}-stop", {}, "true\n")
+
+    def outputs(self, cluster: Cluster) -> dict[str, str]:
+        return {}
+
+    def load(self, cluster: Cluster) -> Load:
+        return Load()

@@ -12,23 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from dodas_tasks.frameworks.base import (
-    Cluster,
-    DeployContext,
-    Framework,
-    Load,
-    Node,
-    Runner,
-    Script,
-    VerificationFailed,
-    Verified,
-)
-from dodas_tasks.frameworks.marathon import MarathonError, Transport, contains
+from dodas_tasks.deploy.naming import site_name
+from dodas_tasks.frameworks.base import Cluster, DeployContext, NoNodeScripts, Runner, VerificationFailed, Verified
+from dodas_tasks.frameworks.marathon import Transport, contains
 from dodas_tasks.frameworks.marathon_apps import text
 from dodas_tasks.tosca.units import size_to_mib
 
 
-class ChronosError(MarathonError):
+class ChronosError(RuntimeError):
     """Chronos refused a request; the message names the job and why."""
 
 
@@ -116,7 +107,7 @@ def children_first(jobs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
     return ordered
 
 
-class ChronosJobs(Framework):
+class ChronosJobs(NoNodeScripts):
     """Jobs on the site's Chronos (the `chronos_conn_id` connection); each deploy task posts one job."""
 
     name = "chronos-jobs"
@@ -130,7 +121,7 @@ class ChronosJobs(Framework):
     def prefix(self) -> str:
         if not self.deployment_id:
             raise ChronosError("chronos-jobs needs the deployment id to name its jobs")
-        return f"dodas-{self.deployment_id.lower()}-"
+        return site_name(self.deployment_id) + "-"
 
     def job_name(self, component: str) -> str:
         return self.prefix + re.sub(r"[^a-z0-9-]", "-", component.lower())
@@ -142,18 +133,6 @@ class ChronosJobs(Framework):
 
     def own_jobs(self, client: ChronosClient) -> list[dict[str, Any]]:
         return [j for j in client.jobs() if str(j.get("name", "")).startswith(self.prefix)]
-
-    # -- Framework ---------------------------------------------------------------------------------------------
-
-    def install_script(self, node: Node) -> Script:
-        return Script("chronos-install", {}, "true\n")
-
-    def configure_script(self, role: str, node: Node, cluster: Cluster) -> Script:
-        self.check_role(role)
-        return Script("chronos-job", {}, "true\n")
-
-    def stop_script(self, role: str, node: Node, cluster: Cluster, *, drain: bool = True) -> Script:
-        return Script("chronos-stop", {}, "true\n")
 
     def deploy(self, context: DeployContext) -> list[str]:
         if context.cluster.nodes(context.role):
@@ -170,7 +149,7 @@ class ChronosJobs(Framework):
         )
         try:
             changed = self.site().ensure_jobs([job])
-        except MarathonError as exc:
+        except ChronosError as exc:
             raise ChronosError(f"{context.component}: site Chronos ({self.chronos_conn_id}): {exc}") from None
         context.log(f"{context.component}: Chronos job {job['name']} {'posted' if changed else 'unchanged'}")
         return changed
@@ -179,7 +158,7 @@ class ChronosJobs(Framework):
         """Every job of the deployment is known to Chronos, enabled, and has not failed its last run."""
         try:
             jobs = self.own_jobs(self.site())
-        except MarathonError as exc:
+        except ChronosError as exc:
             raise VerificationFailed(str(exc)) from None
         if not jobs:
             raise VerificationFailed(f"no job named {self.prefix}* is known to the site's Chronos")
@@ -192,12 +171,6 @@ class ChronosJobs(Framework):
         if problems:
             raise VerificationFailed("; ".join(problems))
         return Verified(f"jobs {', '.join(sorted(j['name'] for j in jobs))} scheduled", {"jobs": float(len(jobs))})
-
-    def outputs(self, cluster: Cluster) -> dict[str, str]:
-        return {}
-
-    def load(self, cluster: Cluster) -> Load:
-        return Load()
 
     def release(self) -> list[str]:
         """Delete the deployment's jobs from the site's Chronos, children before parents."""

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dodas_tasks.deploy.naming import site_name
 from dodas_tasks.frameworks.base import (
     Cluster,
     DeployContext,
@@ -254,7 +255,7 @@ class MarathonApps(MarathonFramework):
     def group(self) -> str:
         if not self.deployment_id:
             raise MarathonError("marathon-apps needs the deployment id to name its Marathon group")
-        return f"/dodas-{self.deployment_id.lower()}"
+        return "/" + site_name(self.deployment_id)
 
     def app_id(self, component: str) -> str:
         """Marathon ids allow lowercase letters, digits, '-' and '.': TOSCA names are mapped onto them."""
