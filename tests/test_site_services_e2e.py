@@ -169,3 +169,11 @@ def test_a_rolled_back_creation_removes_its_apps_from_the_site(
     assert "marathon-app" in (dep.status_reason or "") and "waiting for Mesos offers" in dep.status_reason
     assert "rolled back" in dep.status_reason
     assert list(site_marathon.state.apps) == ["/other/app"]
+
+
+def test_a_missing_site_connection_says_which_to_define(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dodas_tasks.airflow.site_services import ChronosHook
+
+    monkeypatch.delenv("AIRFLOW_CONN_DODAS_CHRONOS", raising=False)
+    with pytest.raises(ValueError, match="define the Airflow connection 'dodas_chronos'"):
+        ChronosHook().get_conn()

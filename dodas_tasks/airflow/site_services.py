@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
 from dodas_tasks.frameworks.chronos import ChronosClient
@@ -32,9 +33,7 @@ class MarathonHook(BaseHook):
         self.poll_seconds = poll_seconds
 
     def get_conn(self) -> MarathonClient:
-        return MarathonClient(
-            transport_from_connection(self.get_connection(self.marathon_conn_id)), poll_seconds=self.poll_seconds
-        )
+        return MarathonClient(site_transport(self.marathon_conn_id, "Marathon"), poll_seconds=self.poll_seconds)
 
 
 class ChronosHook(BaseHook):
@@ -50,7 +49,20 @@ class ChronosHook(BaseHook):
         self.chronos_conn_id = chronos_conn_id
 
     def get_conn(self) -> ChronosClient:
-        return ChronosClient(transport_from_connection(self.get_connection(self.chronos_conn_id)))
+        return ChronosClient(site_transport(self.chronos_conn_id, "Chronos"))
+
+
+def site_transport(conn_id: str, service: str) -> HttpTransport:
+    """The transport to a site's service, or an error saying which connection to define."""
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise ValueError(
+            f"the template's {service} workloads are hosted on no VM of the deployment, so they go to the site's "
+            f"{service}: define the Airflow connection {conn_id!r} (conn_type http, host = its URL, login/password), "
+            f"or name another with the submit option frameworks.<framework>.{service.lower()}_conn_id"
+        ) from None
+    return transport_from_connection(conn)
 
 
 def transport_from_connection(conn: Any) -> HttpTransport:
