@@ -53,11 +53,11 @@ STUB_DAGS = """
 from datetime import datetime, UTC
 from airflow.sdk import DAG
 from airflow.providers.standard.operators.empty import EmptyOperator
-from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.naming import deployment_dag_id
 from dodas_tasks.store import Store
 with Store() as store:
     for dep in store.list_deployments(live_only=True):
-        with DAG(dag_id(dep.id), schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC), catchup=False,
+        with DAG(deployment_dag_id(dep.id), schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC), catchup=False,
                  is_paused_upon_creation=False, max_active_runs=1) as d:
             EmptyOperator(task_id="reconcile")
         globals()[d.dag_id] = d
@@ -142,9 +142,9 @@ def scale_event_after(store, deployment_id: str, after: datetime) -> datetime | 
 
 def run_queued_after(stack, deployment_id: str, after: datetime) -> datetime | None:
     """When the deployment DAG's run (asked for by the elasticity DAG) was queued."""
-    from dodas_tasks.deploy.naming import dag_id
+    from dodas_tasks.naming import deployment_dag_id
 
-    runs = stack.api("GET", f"/api/v2/dags/{dag_id(deployment_id)}/dagRuns")["dag_runs"]
+    runs = stack.api("GET", f"/api/v2/dags/{deployment_dag_id(deployment_id)}/dagRuns")["dag_runs"]
     times = [datetime.fromisoformat(r["queued_at"]) for r in runs if r.get("queued_at")]
     times = [t for t in times if t >= after]
     return min(times) if times else None
@@ -216,7 +216,7 @@ def heal_detection(store, stack, repeats: int = 5) -> list[float]:
     from dodas_tasks.clouds.local import LocalCloud
     from dodas_tasks.configure import generate_keypair
     from dodas_tasks.deploy import service
-    from dodas_tasks.deploy.naming import server_tags
+    from dodas_tasks.naming import server_tags
     from dodas_tasks.store import DeploymentStatus, NodeState
 
     cloud, results = LocalCloud(), []
@@ -326,10 +326,10 @@ def main() -> None:
 
 def wait_watching(store, stack, deployments: list[tuple[str, str]]) -> None:
     """Every elasticity DAG parsed and its watch deferred (its trigger running in the triggerer)."""
-    from dodas_tasks.deploy.naming import short_id
+    from dodas_tasks.naming import elastic_dag_id
 
     deadline = time.monotonic() + 600
-    pending = {f"dodas_elastic_{short_id(d)}" for d, _ in deployments}
+    pending = {elastic_dag_id(d) for d, _ in deployments}
     while pending and time.monotonic() < deadline:
         for name in list(pending):
             runs = (

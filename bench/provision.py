@@ -47,13 +47,13 @@ def run_once(count: int) -> float:
     from airflow.dag_processing.dagbag import DagBag
 
     from dodas_tasks.deploy import service
-    from dodas_tasks.deploy.naming import dag_id
+    from dodas_tasks.naming import deployment_dag_id
     from dodas_tasks.store import DeploymentStatus, Store
 
     logging.disable(logging.INFO)
     with Store() as store:
         deployment_id = service.submit(store, TEMPLATE, {"count": count})
-    dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(deployment_dag_id(deployment_id))
     start = time.perf_counter()
     run = dag.test()
     elapsed = time.perf_counter() - start
@@ -61,7 +61,7 @@ def run_once(count: int) -> float:
         status = store.get_deployment(deployment_id).status
         assert run.state == "success" and status == DeploymentStatus.CREATE_COMPLETE, status
         service.request_undeploy(store, deployment_id)
-    DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id)).test()
+    DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(deployment_dag_id(deployment_id)).test()
     return elapsed
 
 

@@ -74,8 +74,8 @@ def provision(double, count: int) -> tuple[float, str, dict[str, float]]:
 
 def undeploy(double, deployment: str) -> int:
     from dodas_tasks.deploy import service
-    from dodas_tasks.deploy.naming import key_pair_name
     from dodas_tasks.deploy.provision import GroupProvisioner
+    from dodas_tasks.naming import key_pair_name
     from dodas_tasks.store import Store
 
     double.reset_calls()

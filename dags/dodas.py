@@ -12,9 +12,10 @@ from airflow.sdk import DAG, Param, task
 from dodas_tasks.airflow import requests
 from dodas_tasks.airflow.dag_factory import START, deployment_dags
 from dodas_tasks.clouds.base import known_clouds
+from dodas_tasks.naming import SCALE_DAG_ID, SUBMIT_DAG_ID, UNDEPLOY_DAG_ID
 
 with DAG(
-    dag_id="dodas_submit",
+    dag_id=SUBMIT_DAG_ID,
     description="Deploy a cluster from a TOSCA template",
     schedule=None,
     start_date=START,
@@ -67,7 +68,7 @@ with DAG(
     publish(register())
 
 with DAG(
-    dag_id="dodas_undeploy",
+    dag_id=UNDEPLOY_DAG_ID,
     description="Delete every resource of a deployment",
     schedule=None,
     start_date=START,
@@ -86,7 +87,7 @@ with DAG(
     )
 
 with DAG(
-    dag_id="dodas_scale",
+    dag_id=SCALE_DAG_ID,
     description="Set the number of VMs of a compute group",
     schedule=None,
     start_date=START,

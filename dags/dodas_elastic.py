@@ -13,13 +13,9 @@ from airflow.sdk import DAG, get_parsing_context
 
 from dodas_tasks.airflow.dag_factory import START
 from dodas_tasks.airflow.elastic import ElasticityOperator
-from dodas_tasks.deploy.naming import dag_id, short_id
 from dodas_tasks.elastic.settings import ElasticSettings, SettingError, resolve
+from dodas_tasks.naming import deployment_dag_id, elastic_dag_id
 from dodas_tasks.store import DeploymentRecord, Store
-
-
-def elastic_dag_id(deployment_id: str) -> str:
-    return f"dodas_elastic_{short_id(deployment_id)}"
 
 
 def doc_md(dep: DeploymentRecord, settings: ElasticSettings) -> str:
@@ -28,7 +24,7 @@ def doc_md(dep: DeploymentRecord, settings: ElasticSettings) -> str:
         f"### Elasticity of deployment `{dep.id}`\n\n"
         f"Grows and shrinks compute group **{elastic.get('group')}** between {elastic.get('min_count')} and "
         f"{elastic.get('max_count')} nodes with the framework's load (switched on by {elastic.get('source')}). "
-        f"Decisions are recorded as `elastic` events and applied by `{dag_id(dep.id)}`.\n\n"
+        f"Decisions are recorded as `elastic` events and applied by `{deployment_dag_id(dep.id)}`.\n\n"
         "Settings come from the template, else the submit options, else the defaults:\n\n"
         f"{settings.markdown()}\n"
     )

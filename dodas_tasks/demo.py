@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dodas_tasks.airflow_stack import AirflowStack, StackError
+from dodas_tasks.naming import SCALE_DAG_ID, SUBMIT_DAG_ID, UNDEPLOY_DAG_ID
 from dodas_tasks.store import DeploymentStatus, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,18 +51,18 @@ def ensure_running(s: AirflowStack, echo: Echo) -> bool:
 def submit(s: AirflowStack, conf: dict[str, Any], echo: Echo) -> str:
     """Through the dodas_submit DAG (conf: template or template_text, inputs, cloud), as a UI or REST user
     would; returns the deployment id once its DAG exists."""
-    run_id = s.trigger_dag("dodas_submit", conf)
-    state = s.wait_for_run("dodas_submit", run_id, timeout=300)
+    run_id = s.trigger_dag(SUBMIT_DAG_ID, conf)
+    state = s.wait_for_run(SUBMIT_DAG_ID, run_id, timeout=300)
     if state != "success":
         raise StackError(submit_error(s, run_id))
-    info = s.xcom("dodas_submit", run_id, "register")
+    info = s.xcom(SUBMIT_DAG_ID, run_id, "register")
     echo(f"deployment {info['deployment_id']} registered (DAG {info['dag_id']})")
-    s.wait_for_dag(info["dag_id"], timeout=120, reparse_via="dodas_submit")
+    s.wait_for_dag(info["dag_id"], timeout=120, reparse_via=SUBMIT_DAG_ID)
     return str(info["deployment_id"])
 
 
 def submit_error(s: AirflowStack, run_id: str) -> str:
-    log_dir = s.logs_dir / "dag_id=dodas_submit" / f"run_id={run_id}" / "task_id=register"
+    log_dir = s.logs_dir / f"dag_id={SUBMIT_DAG_ID}" / f"run_id={run_id}" / "task_id=register"
     lines: list[str] = []
     for path in sorted(log_dir.glob("attempt=*.log")):
         for raw in path.read_text().splitlines():
@@ -71,7 +72,7 @@ def submit_error(s: AirflowStack, run_id: str) -> str:
                 continue
             if "problem" in str(event) or "nothing was deployed" in str(event):
                 lines.append(str(event))
-    return "\n".join(lines) or f"dodas_submit run {run_id} failed; see {log_dir}"
+    return "\n".join(lines) or f"{SUBMIT_DAG_ID} run {run_id} failed; see {log_dir}"
 
 
 def last_event_id(deployment_id: str) -> int:
@@ -100,10 +101,10 @@ def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, since: int = 0
 
 def undeploy(s: AirflowStack, deployment_id: str) -> str:
     """Through the dodas_undeploy DAG; returns that run's state."""
-    run_id = s.trigger_dag("dodas_undeploy", {"deployment_id": deployment_id})
-    return s.wait_for_run("dodas_undeploy", run_id, timeout=120)
+    run_id = s.trigger_dag(UNDEPLOY_DAG_ID, {"deployment_id": deployment_id})
+    return s.wait_for_run(UNDEPLOY_DAG_ID, run_id, timeout=120)
 
 
 def scale(s: AirflowStack, deployment_id: str, group: str, count: int) -> str:
-    run_id = s.trigger_dag("dodas_scale", {"deployment_id": deployment_id, "group": group, "count": count})
-    return s.wait_for_run("dodas_scale", run_id, timeout=120)
+    run_id = s.trigger_dag(SCALE_DAG_ID, {"deployment_id": deployment_id, "group": group, "count": count})
+    return s.wait_for_run(SCALE_DAG_ID, run_id, timeout=120)

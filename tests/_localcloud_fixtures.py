@@ -13,9 +13,10 @@ import asyncssh
 import paramiko
 import pytest
 
-from dodas_tasks.clouds import TAG_DEPLOYMENT, TAG_PROJECT, Flavor, Server, ServerSpec
+from dodas_tasks.clouds import Flavor, Server, ServerSpec
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
+from dodas_tasks.naming import TAG_DEPLOYMENT, TAG_PROJECT
 from dodas_tasks.settings import PROJECT_TAG
 
 DEADLINE_S = 120.0  # generous: the test machine may be busy; polls return as soon as the condition holds

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dodas_tasks.clouds.base import TAG_INDEX
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.naming import dag_id, deployment_tags
+from dodas_tasks.naming import TAG_INDEX, deployment_dag_id, deployment_tags
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +80,7 @@ def test_killed_provisioning_is_adopted_by_the_next_run(airflow_db: None) -> Non
 
         from airflow.dag_processing.dagbag import DagBag
 
-        run = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id)).test()
+        run = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(deployment_dag_id(deployment_id)).test()
         with Store() as store:
             dep = store.get_deployment(deployment_id)
             assert run.state == "success", dep.status_reason

@@ -10,7 +10,7 @@ from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.deploy import service
 from dodas_tasks.deploy.components import Deployer
-from dodas_tasks.deploy.naming import dag_id, deployment_tags
+from dodas_tasks.naming import deployment_dag_id, deployment_tags
 from dodas_tasks.settings import dodas_home
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
@@ -70,7 +70,7 @@ def test_local_spark_deploys_verifies_and_undeploys_without_running_injected_inp
     deployment_id = service.submit(
         store, with_free_text_input(SPARK), {"number_of_workers": 2, "worker_memory_note": evil}
     )
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
     assert dep.status == DeploymentStatus.CREATE_COMPLETE
@@ -90,7 +90,7 @@ def test_local_spark_deploys_verifies_and_undeploys_without_running_injected_inp
     assert again.summary.startswith("all 2 worker(s) ALIVE"), again.summary
 
     service.request_undeploy(store, deployment_id)
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     assert run.state == "success"
     assert store.get_deployment(deployment_id).status == DeploymentStatus.DELETE_COMPLETE
     assert cloud.list_servers(deployment_tags(deployment_id)) == []

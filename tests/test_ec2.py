@@ -17,10 +17,6 @@ from _moto_fixtures import UBUNTU_AMI, AwsProxy, Fault, MotoServer, ec2_connecti
 
 from dodas_tasks.clouds import (
     ACTIVE,
-    TAG_DEPLOYMENT,
-    TAG_GROUP,
-    TAG_INDEX,
-    TAG_PROJECT,
     CloudError,
     Flavor,
     QuotaExceeded,
@@ -29,7 +25,14 @@ from dodas_tasks.clouds import (
 )
 from dodas_tasks.clouds.ec2 import EC2Driver
 from dodas_tasks.configure import generate_keypair
-from dodas_tasks.settings import PROJECT_TAG
+from dodas_tasks.naming import (
+    TAG_DEPLOYMENT,
+    TAG_GROUP,
+    TAG_INDEX,
+    key_pair_name,
+    server_name,
+    server_tags,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC_KEY = generate_keypair(comment="ec2-test").public_openssh
@@ -44,12 +47,12 @@ class VolumeSpec(ServerSpec):
 
 def spec(deployment: str, index: int = 0, group: str = "vm", **changes: Any) -> VolumeSpec:
     values: dict[str, Any] = {
-        "name": f"dodas-{deployment[:8]}-{group}-{index}",
+        "name": server_name(deployment, group, index),
         "flavor": Flavor(cpus=1, mem_mb=512),
         "image": f"aws://us-east-1/{UBUNTU_AMI}",
-        "key_name": f"dodas-{deployment}",
+        "key_name": key_pair_name(deployment),
         "public_key": PUBLIC_KEY,
-        "tags": {TAG_PROJECT: PROJECT_TAG, TAG_DEPLOYMENT: deployment, TAG_GROUP: group, TAG_INDEX: str(index)},
+        "tags": server_tags(deployment, group, index),
         **changes,
     }
     return VolumeSpec(**values)
@@ -242,7 +245,7 @@ def test_deployment_dag_deploys_scales_and_undeploys_on_ec2(connections: dict[st
     from airflow.utils import db
 
     from dodas_tasks.deploy import service
-    from dodas_tasks.deploy.naming import dag_id
+    from dodas_tasks.naming import deployment_dag_id
     from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
     db.initdb()
@@ -269,7 +272,7 @@ topology_template:
     driver = EC2Driver()
 
     def run(deployment_id: str) -> str:
-        dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id))
+        dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(deployment_dag_id(deployment_id))
         result = dag.test()
         with Store() as store:
             dep = store.get_deployment(deployment_id)

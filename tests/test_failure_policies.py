@@ -13,8 +13,8 @@ from _moto_fixtures import AwsProxy, MotoServer, ec2_connections
 
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.naming import dag_id, deployment_tags
 from dodas_tasks.deploy.provision import GroupProvisioner, ProvisioningFailed
+from dodas_tasks.naming import deployment_dag_id, deployment_tags
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_over_quota_cloud_fails_over_to_the_next_and_leaves_nothing_behind(
 
     monkeypatch.setenv("DODAS_LOCAL_MAX_SERVERS", "2")  # the local cloud's quota: 2 VMs, the template wants 4
     deployment_id = service.submit(store, PLAIN, {}, failover_clouds=["ec2"])
-    dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(deployment_dag_id(deployment_id))
     first = dag.test()
     dep = store.get_deployment(deployment_id)
     assert first.state == "failed"

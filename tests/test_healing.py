@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.naming import dag_id, short_id
+from dodas_tasks.naming import deployment_dag_id, elastic_dag_id
 from dodas_tasks.store import DeploymentStatus, Store
 
 pytestmark = pytest.mark.slow
@@ -63,10 +63,6 @@ def airflow_db() -> None:
     db.initdb()
 
 
-def elastic_dag_id(deployment_id: str) -> str:
-    return f"dodas_elastic_{short_id(deployment_id)}"
-
-
 def run_dag(name: str):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -80,10 +76,10 @@ def test_failing_scale_out_backs_off_with_a_clear_reason(airflow_db: None, monke
     options = {"backoff": 3, "cooldown": 1}
     deployment_id = service.submit(store, ELASTIC_VMS, {}, options=options)
     try:
-        assert run_dag(dag_id(deployment_id)).state == "success"
+        assert run_dag(deployment_dag_id(deployment_id)).state == "success"
         monkeypatch.setenv("DODAS_LOCAL_BOOT_FAILURE_RATE", "1")
         service.request_scale(store, deployment_id, "vm", 2, reason="test: one more")
-        assert run_dag(dag_id(deployment_id)).state == "failed"
+        assert run_dag(deployment_dag_id(deployment_id)).state == "failed"
         assert store.get_deployment(deployment_id).status == DeploymentStatus.UPDATE_FAILED
 
         assert run_dag(elastic_dag_id(deployment_id)).state == "success"  # the trigger fires BACKOFF at once
@@ -98,7 +94,7 @@ def test_failing_scale_out_backs_off_with_a_clear_reason(airflow_db: None, monke
         assert "retrying" in elastic[-1].message
         assert (elastic[-1].time - elastic[-2].time).total_seconds() >= 3
 
-        run_dag(dag_id(deployment_id))  # the retry fails again: a new failure, twice the wait
+        run_dag(deployment_dag_id(deployment_id))  # the retry fails again: a new failure, twice the wait
         run_dag(elastic_dag_id(deployment_id))
         dep = store.get_deployment(deployment_id)
         assert "failed 2 time(s)" in dep.status_reason and "next attempt in 6 s" in dep.status_reason
@@ -108,5 +104,5 @@ def test_failing_scale_out_backs_off_with_a_clear_reason(airflow_db: None, monke
     finally:
         monkeypatch.delenv("DODAS_LOCAL_BOOT_FAILURE_RATE")
         service.request_undeploy(store, deployment_id)
-        run_dag(dag_id(deployment_id))
+        run_dag(deployment_dag_id(deployment_id))
         store.close()

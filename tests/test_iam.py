@@ -441,7 +441,7 @@ def test_deployment_longer_than_a_token_lifetime_refreshes_and_a_revoked_token_f
 
     from dodas_tasks.clouds.local import LocalCloud
     from dodas_tasks.deploy import service
-    from dodas_tasks.deploy.naming import dag_id
+    from dodas_tasks.naming import deployment_dag_id
 
     conn = {
         "conn_type": "http",
@@ -454,7 +454,7 @@ def test_deployment_longer_than_a_token_lifetime_refreshes_and_a_revoked_token_f
     monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", "40")  # the embedded cloud's own setting (not our code)
     token = provider.login("kim", aud=AUDIENCE, ttl=900)
     deployment_id = service.submit(store, PLAIN_VM, {}, access_token=token, iam=iam)
-    dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(dag_id(deployment_id))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(deployment_dag_id(deployment_id))
     try:
         before = provider.counters().get("refresh", 0)
         run = dag.test()

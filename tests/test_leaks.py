@@ -11,8 +11,8 @@ from dodas_tasks.clouds.base import Flavor, ServerSpec
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.configure import generate_keypair
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.naming import key_pair_name, server_tags
 from dodas_tasks.deploy.provision import GroupProvisioner
+from dodas_tasks.naming import key_pair_name, server_tags
 from dodas_tasks.store import DeploymentStatus, Store
 
 REPO = Path(__file__).resolve().parents[1]

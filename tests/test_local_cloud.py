@@ -17,14 +17,13 @@ from dodas_tasks.clouds import (
     ACTIVE,
     BUILD,
     ERROR,
-    TAG_DEPLOYMENT,
-    TAG_GROUP,
     CloudError,
     QuotaExceeded,
     get_driver,
 )
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import is_running, processes_with_node_id, zombie_children
+from dodas_tasks.naming import TAG_DEPLOYMENT, TAG_GROUP
 from tests._localcloud_fixtures import (  # noqa: F401 - *_fixture are pytest fixtures
     cloud_fixture,
     cloud_home_fixture,

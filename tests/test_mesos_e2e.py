@@ -24,12 +24,12 @@ from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.deploy import service
 from dodas_tasks.deploy.components import Deployer, deployment_framework
-from dodas_tasks.deploy.naming import dag_id, deployment_tags
 from dodas_tasks.frameworks.base import Cluster
 from dodas_tasks.frameworks.htcondor import HTCondorOnMesos
 from dodas_tasks.frameworks.marathon import MarathonClient, NodeCurlTransport
 from dodas_tasks.iam import IamClient, IamConfig, IdpError
 from dodas_tasks.iam.token_source import forget_cached_tokens
+from dodas_tasks.naming import deployment_dag_id, deployment_tags
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_scales_and_unde
         store, TEMPLATE, {"number_of_slaves": 2, **SECRETS}, options=options, access_token=owner_token, iam=iam
     )
 
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
     assert dep.status == DeploymentStatus.CREATE_COMPLETE
@@ -196,7 +196,7 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_scales_and_unde
     forget_cached_tokens()
     refreshes = provider.counters().get("refresh", 0)
     before = len(fake_docker.calls(root))
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
     assert dep.status == DeploymentStatus.UPDATE_COMPLETE
@@ -220,7 +220,8 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_scales_and_unde
 
     # scale out: the new agent registers, condorwn follows the worker group, nothing else is touched
     service.request_scale(store, deployment_id, "mesos-slave-server", 3)
-    assert run_dag(dag_id(deployment_id)).state == "success", store.get_deployment(deployment_id).status_reason
+    run = run_dag(deployment_dag_id(deployment_id))
+    assert run.state == "success", store.get_deployment(deployment_id).status_reason
     grown = [n.private_ip for n in store.list_nodes(deployment_id, group="mesos-slave-server")]
     (added,) = set(grown) - set(slaves)
     assert (added, "dodas-mesos-agent") in containers_started(root)
@@ -231,7 +232,8 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_scales_and_unde
 
     # scale in: the removed VMs' agents leave Mesos with their VMs; condorwn shrinks to the one worker left
     service.request_scale(store, deployment_id, "mesos-slave-server", 1)
-    assert run_dag(dag_id(deployment_id)).state == "success", store.get_deployment(deployment_id).status_reason
+    run = run_dag(deployment_dag_id(deployment_id))
+    assert run.state == "success", store.get_deployment(deployment_id).status_reason
     (left,) = [n.private_ip for n in store.list_nodes(deployment_id, group="mesos-slave-server")]
     record = fake_docker.marathon_record(root, master)
     assert record["puts"][-1] == "/condorwn" and record["apps"]["/condorwn"]["instances"] == 1
@@ -256,7 +258,7 @@ def test_htcondor_on_mesos_through_the_deployment_dag_reconciles_scales_and_unde
     pids = [pid for pid in fake_docker.service_pids(root) if fake_docker.alive(pid)]
     assert len(servers) == 5 and len(pids) == 2 + 3  # Mesos master and Marathon doubles, three agents
     service.request_undeploy(store, deployment_id)
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     assert run.state == "success"
     assert store.get_deployment(deployment_id).status == DeploymentStatus.DELETE_COMPLETE
     assert cloud.list_servers(deployment_tags(deployment_id)) == []

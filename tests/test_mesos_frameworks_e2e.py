@@ -24,7 +24,7 @@ from test_mesos_e2e import REPO, containers_started, run_dag, starts_or_removes
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.naming import dag_id, deployment_tags
+from dodas_tasks.naming import deployment_dag_id, deployment_tags
 from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def deploy(
     Returns the deployment id and the tasks the run executed (sorted)."""
     options = {"container_runtime": str(recorder), "frameworks": {"mesos": {"wait_seconds": 30}, **frameworks}}
     deployment_id = service.submit(store, text, inputs, options=options)
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
     assert dep.status == DeploymentStatus.CREATE_COMPLETE
@@ -94,7 +94,7 @@ def agent_file(cloud: LocalCloud, node: NodeRecord, relative: str) -> str:
 def rerun(store: Store, root: Path, deployment_id: str) -> list[str]:
     """A second run: succeeds and starts or removes no container; returns the apps it PUT again."""
     before, puts = len(fake_docker.calls(root)), marathon_puts(root)
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
     assert dep.status == DeploymentStatus.UPDATE_COMPLETE
@@ -120,7 +120,7 @@ def undeploy_leaves_nothing(store: Store, cloud: LocalCloud, root: Path, deploym
     pids = fake_docker.service_pids(root)
     assert len(found) == servers and pids and all(fake_docker.alive(pid) for pid in pids)
     service.request_undeploy(store, deployment_id)
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     assert run.state == "success"
     assert store.get_deployment(deployment_id).status == DeploymentStatus.DELETE_COMPLETE
     assert cloud.list_servers(deployment_tags(deployment_id)) == []
@@ -355,7 +355,7 @@ def test_spark_on_mesos_through_the_deployment_dag(
 
     # a driver whose Mesos task fails fails the check, naming the driver and the task state
     (root / "spark.json").write_text(json.dumps({"driver_task_state": "TASK_FAILED"}))
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     failed = list(submissions(root, slave))[-1]
     assert run.state == "failed" and dep.status == DeploymentStatus.UPDATE_FAILED

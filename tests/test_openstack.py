@@ -16,10 +16,6 @@ from dodas_tasks.clouds.base import (
     ACTIVE,
     DEFAULT_CONCURRENCY,
     ERROR,
-    TAG_DEPLOYMENT,
-    TAG_GROUP,
-    TAG_INDEX,
-    TAG_PROJECT,
     CloudError,
     Flavor,
     QuotaExceeded,
@@ -27,7 +23,13 @@ from dodas_tasks.clouds.base import (
     get_driver,
 )
 from dodas_tasks.clouds.openstack import OpenStackCloud
-from dodas_tasks.settings import PROJECT_TAG
+from dodas_tasks.naming import (
+    TAG_DEPLOYMENT,
+    TAG_GROUP,
+    key_pair_name,
+    server_name,
+    server_tags,
+)
 from tests.openstack_double import IMAGES, OpenStackDouble
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,14 +86,13 @@ def driver(double: OpenStackDouble) -> OpenStackCloud:
 
 
 def make_spec(deployment: str, group: str = "vm", index: int = 0, **fields: object) -> ServerSpec:
-    tags = {TAG_PROJECT: PROJECT_TAG, TAG_DEPLOYMENT: deployment, TAG_GROUP: group, TAG_INDEX: str(index)}
     values: dict = {
-        "name": f"dodas-{deployment[:8]}-{group}-{index}",
+        "name": server_name(deployment, group, index),
         "flavor": Flavor(cpus=1, mem_mb=512),
         "image": "ubuntu-22.04",
-        "key_name": f"dodas-{deployment}",
+        "key_name": key_pair_name(deployment),
         "public_key": PUBLIC_KEY,
-        "tags": tags,
+        "tags": server_tags(deployment, group, index),
     }
     values.update(fields)
     return ServerSpec(**values)
@@ -109,7 +110,7 @@ def wait_active(driver: OpenStackCloud, server_id: str):
 def undeploy(driver: OpenStackCloud, deployment: str) -> None:
     for server in driver.list_servers({TAG_DEPLOYMENT: deployment}):
         driver.delete_server(server.id)
-    driver.delete_key_pair(f"dodas-{deployment}")
+    driver.delete_key_pair(key_pair_name(deployment))
 
 
 def empty(double: OpenStackDouble) -> bool:
@@ -268,7 +269,7 @@ def test_twenty_percent_faults_provisioning_still_completes(double: OpenStackDou
             service.request_undeploy(store, deployment)
             provisioner = GroupProvisioner(store, deployment, "vm", log=lambda _: None)
             provisioner.start()
-            cloud_call(provisioner.driver.delete_key_pair)(f"dodas-{deployment}")  # as finalize does, with retries
+            cloud_call(provisioner.driver.delete_key_pair)(key_pair_name(deployment))  # as finalize does, with retries
         double.faults.error_rate = 0.0
         poll(lambda: empty(double), "nothing left in the double")
     finally:
@@ -329,7 +330,7 @@ def test_deployment_dag_deploys_and_undeploys_on_openstack(
     from airflow.dag_processing.dagbag import DagBag
 
     from dodas_tasks.deploy import service
-    from dodas_tasks.deploy.naming import dag_id
+    from dodas_tasks.naming import deployment_dag_id
     from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
     monkeypatch.setenv("DODAS_OPENSTACK_CONN_ID", "os_password")
@@ -337,7 +338,7 @@ def test_deployment_dag_deploys_and_undeploys_on_openstack(
     def run(deployment: str):
         bag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py"))
         assert not bag.import_errors, bag.import_errors
-        return bag.get_dag(dag_id(deployment)).test()
+        return bag.get_dag(deployment_dag_id(deployment)).test()
 
     with Store() as store:
         deployment = service.submit(store, PLAIN, {"count": 3}, cloud="openstack")

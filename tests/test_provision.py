@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from dodas_tasks.clouds.base import TAG_INDEX
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.naming import deployment_tags
 from dodas_tasks.deploy.provision import GroupProvisioner
+from dodas_tasks.naming import TAG_INDEX, deployment_tags
 from dodas_tasks.store import NodeState, Store
 
 PLAIN = """

@@ -20,7 +20,7 @@ from test_mesos_e2e import airflow_db, run_dag, store  # noqa: F401 - fixtures a
 from test_mesos_frameworks_e2e import verify_events
 
 from dodas_tasks.deploy import service
-from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.naming import deployment_dag_id
 from dodas_tasks.store import DeploymentStatus, Store
 
 SITE_AUTH = ("site-admin", "site-pass-Marathon")
@@ -52,7 +52,7 @@ def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
     second = service.submit(store, text, {"docker_image": "httpd:2.4", "mem": "2 GB"}, options=fast)
 
     for deployment_id in (first, second):
-        run = run_dag(dag_id(deployment_id))
+        run = run_dag(deployment_dag_id(deployment_id))
         dep = store.get_deployment(deployment_id)
         assert run.state == "success", dep.status_reason
         assert dep.status == DeploymentStatus.CREATE_COMPLETE
@@ -85,13 +85,13 @@ def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
 
     # a second run reconciles: the same definition, no PUT
     puts = list(site_marathon.state.puts)
-    run = run_dag(dag_id(first))
+    run = run_dag(deployment_dag_id(first))
     assert run.state == "success" and store.get_deployment(first).status == DeploymentStatus.UPDATE_COMPLETE
     assert site_marathon.state.puts == puts
 
     # undeploy deletes the deployment's group from the site, and only it
     service.request_undeploy(store, first)
-    assert run_dag(dag_id(first)).state == "success"
+    assert run_dag(deployment_dag_id(first)).state == "success"
     assert store.get_deployment(first).status == DeploymentStatus.DELETE_COMPLETE
     assert sorted(site_marathon.state.apps) == [two]
     undeploy = [e.message for e in store.list_events(first, limit=500) if e.kind == "undeploy"]
@@ -100,13 +100,13 @@ def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
     # a site that cannot be reached fails the deletion, saying so, and keeps it to be run again
     site_marathon.state.credentials = ("site-admin", "rotated")
     service.request_undeploy(store, second)
-    assert run_dag(dag_id(second)).state == "failed"
+    assert run_dag(deployment_dag_id(second)).state == "failed"
     dep = store.get_deployment(second)
     assert dep.status == DeploymentStatus.DELETE_FAILED
     assert "apps on a site service were not removed" in (dep.status_reason or "") and "HTTP 401" in dep.status_reason
     assert SITE_AUTH[1] not in dep.status_reason
     site_marathon.state.credentials = SITE_AUTH
-    assert run_dag(dag_id(second)).state == "success"
+    assert run_dag(deployment_dag_id(second)).state == "success"
     assert store.get_deployment(second).status == DeploymentStatus.DELETE_COMPLETE
     assert site_marathon.state.apps == {}
 
@@ -118,7 +118,7 @@ def test_chronos_jobs_on_the_sites_chronos_parents_first_checked_and_deleted(
 ) -> None:
     chronos = site_marathon.state
     deployment_id = service.submit(store, CHRONOS_TEMPLATE, {"image": "alpine:3.20"}, source="chronos_jobs.yaml")
-    run = run_dag(dag_id(deployment_id))
+    run = run_dag(deployment_dag_id(deployment_id))
     dep = store.get_deployment(deployment_id)
     assert run.state == "success", dep.status_reason
     assert dep.status == DeploymentStatus.CREATE_COMPLETE and store.list_nodes(deployment_id) == []
@@ -135,7 +135,7 @@ def test_chronos_jobs_on_the_sites_chronos_parents_first_checked_and_deleted(
 
     # a rerun posts nothing; a job whose last run failed fails verify, naming it
     chronos.chronos_jobs[analyse].update(lastError="2026-11-28T08:00:00.000Z", errorCount=1)
-    assert run_dag(dag_id(deployment_id)).state == "failed"
+    assert run_dag(deployment_dag_id(deployment_id)).state == "failed"
     dep = store.get_deployment(deployment_id)
     assert dep.status == DeploymentStatus.UPDATE_FAILED
     assert f"job {analyse} failed its last run at 2026-11-28T08:00:00.000Z" in (dep.status_reason or "")
@@ -144,7 +144,7 @@ def test_chronos_jobs_on_the_sites_chronos_parents_first_checked_and_deleted(
     # undeploy deletes the jobs, the child before its parent
     chronos.chronos_jobs["someone-elses-job"] = {"name": "someone-elses-job", "schedule": "R/2026-01-01T00:00:00Z/P1D"}
     service.request_undeploy(store, deployment_id)
-    assert run_dag(dag_id(deployment_id)).state == "success"
+    assert run_dag(deployment_dag_id(deployment_id)).state == "success"
     assert store.get_deployment(deployment_id).status == DeploymentStatus.DELETE_COMPLETE
     assert list(chronos.chronos_jobs) == ["someone-elses-job"]
     undeploy = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "undeploy"]
@@ -163,7 +163,7 @@ def test_a_rolled_back_creation_removes_its_apps_from_the_site(
     deployment_id = service.submit(store, text, {"docker_image": "broken:1"}, options=options, source="app")
     site_marathon.state.agents = {}  # no agent takes it: it waits for offers until the deploy times out
     site_marathon.state.apps["/other/app"] = {"id": "/other/app", "instances": 1}
-    assert run_dag(dag_id(deployment_id)).state == "failed"
+    assert run_dag(deployment_dag_id(deployment_id)).state == "failed"
     dep = store.get_deployment(deployment_id)
     assert dep.status == DeploymentStatus.CREATE_FAILED
     assert "marathon-app" in (dep.status_reason or "") and "waiting for Mesos offers" in dep.status_reason

@@ -124,6 +124,7 @@ REQUIRED = "<required>"
 OPTIONAL = "<optional, no default>"
 
 # type -> {property: REQUIRED | OPTIONAL | expected default}; inherited properties count.
+# fmt: off
 EXPECTED_PROPERTIES: dict[str, dict[str, Any]] = {
     "tosca.datatypes.indigo.User": {
         "os_user_name": OPTIONAL, "os_user_guid": OPTIONAL,
@@ -245,8 +246,10 @@ EXPECTED_PROPERTIES: dict[str, dict[str, Any]] = {
     "tosca.nodes.indigo.dodas.SparkMaster": {"master_port": 7077, "webui_port": 8080},
     "tosca.nodes.indigo.dodas.SparkWorker": {"webui_port": 8081, "cores": OPTIONAL, "memory": OPTIONAL},
 }
+# fmt: on
 
 # stage base -> types that must have it in their derived_from chain
+# fmt: off
 EXPECTED_BASES: dict[str, list[str]] = {
     "tosca.nodes.Compute": ["tosca.nodes.indigo.Compute"],
     "tosca.nodes.BlockStorage": ["tosca.nodes.indigo.BlockStorage"],
@@ -279,6 +282,7 @@ EXPECTED_BASES: dict[str, list[str]] = {
     "tosca.capabilities.Root": ["tosca.capabilities.indigo.Container.Application.Docker.Chronos"],
     "tosca.relationships.Root": ["tosca.relationships.indigo.Manages"],
 }
+# fmt: on
 
 
 def _library_definitions() -> dict[str, dict[str, Any]]:
@@ -339,8 +343,7 @@ def test_stage_is_chosen_by_derivation(base: str) -> None:
 
 
 def test_capabilities_attributes_and_requirements_follow_the_real_types() -> None:
-    compute_caps = {name: cap["type"] for name, cap in _effective("tosca.nodes.indigo.Compute",
-                                                                   "capabilities").items()}
+    compute_caps = {name: cap["type"] for name, cap in _effective("tosca.nodes.indigo.Compute", "capabilities").items()}
     assert compute_caps["scalable"] == "tosca.capabilities.indigo.Scalable"
     assert compute_caps["os"] == "tosca.capabilities.indigo.OperatingSystem"
     assert compute_caps["endpoint"] == "tosca.capabilities.indigo.Endpoint"
@@ -367,7 +370,8 @@ def test_capabilities_attributes_and_requirements_follow_the_real_types() -> Non
         assert host["capability"] == capability
 
     elastic_requirements = {
-        name: req for entry in DEFINITIONS["tosca.nodes.indigo.ElasticCluster"]["requirements"]
+        name: req
+        for entry in DEFINITIONS["tosca.nodes.indigo.ElasticCluster"]["requirements"]
         for name, req in entry.items()
     }
     assert set(elastic_requirements) == {"lrms", "wn"}

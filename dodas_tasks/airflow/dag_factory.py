@@ -21,7 +21,7 @@ from dodas_tasks.airflow.operators import (
     ProvisionGroupOperator,
     VerifyOperator,
 )
-from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.naming import deployment_dag_id
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
 
@@ -35,7 +35,7 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
     finalize → failover (runs only when a failed creation moved to the next cloud) → outcome (the run's state)"""
     plan = Plan.from_dict(dep.plan)
     with DAG(
-        dag_id=dag_id(dep.id),
+        dag_id=deployment_dag_id(dep.id),
         schedule="@once",  # the first run starts by itself; later runs (scale, heal, undeploy) are triggered
         start_date=START,
         catchup=False,
@@ -82,7 +82,7 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
         leaves >> verify
         finalize = FinalizeOperator(task_id="finalize", **common)
         verify >> finalize
-        failover = FailoverOperator(task_id="failover", trigger_dag_id=dag_id(dep.id), **common)
+        failover = FailoverOperator(task_id="failover", trigger_dag_id=deployment_dag_id(dep.id), **common)
         finalize >> failover >> OutcomeOperator(task_id="outcome", **common)
     return dag
 
@@ -113,7 +113,7 @@ def deployment_dags(store: Store | None = None, now: datetime | None = None) -> 
     try:
         dags = {}
         for dep in store.list_deployments():
-            name = dag_id(dep.id)
+            name = deployment_dag_id(dep.id)
             if wanted and wanted != name:
                 continue
             if dep.status == DeploymentStatus.DELETE_COMPLETE and not wanted and dep.updated_at < retire_before:

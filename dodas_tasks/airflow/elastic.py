@@ -17,7 +17,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Context
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.naming import deployment_dag_id
 from dodas_tasks.store import Store
 
 
@@ -88,7 +88,7 @@ class ElasticityTrigger(BaseTrigger):
         if api is None:
             return None
         try:
-            run_id = await api.atrigger_run(dag_id(self.deployment_id), note[:1000])
+            run_id = await api.atrigger_run(deployment_dag_id(self.deployment_id), note[:1000])
         except Exception as exc:  # the API is down or refuses: the task starts the run instead
             self.log.warning("%s: could not start the deployment run through the REST API: %s", self.deployment_id, exc)
             return None
@@ -105,7 +105,7 @@ class ElasticityOperator(TriggerDagRunOperator):
     ui_color = "#fdf9e8"
 
     def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
-        super().__init__(trigger_dag_id=dag_id(deployment_id), **kwargs)
+        super().__init__(trigger_dag_id=deployment_dag_id(deployment_id), **kwargs)
         self.deployment_id = deployment_id
 
     def execute(self, context: Context) -> None:
@@ -146,7 +146,7 @@ def run_is_active(context: Context) -> Any:
 
     def active(deployment_id: str) -> bool:
         try:
-            return ti.get_dr_count(dag_id=dag_id(deployment_id), states=["queued", "running"]) > 0
+            return ti.get_dr_count(dag_id=deployment_dag_id(deployment_id), states=["queued", "running"]) > 0
         except Exception:  # a DAG not parsed yet has no runs
             return False
 
@@ -161,4 +161,4 @@ def heal(context: Context, log: Any) -> list[str]:
     for report in reports:
         if report.marked or report.notes:
             log(f"{report.deployment_id}: marked {report.marked or 'none'}; {'; '.join(report.notes)}")
-    return [dag_id(r.deployment_id) for r in reports if r.trigger]
+    return [deployment_dag_id(r.deployment_id) for r in reports if r.trigger]

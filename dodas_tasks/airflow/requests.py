@@ -9,12 +9,12 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from dodas_tasks.airflow.rest import API_CONN_ID, AirflowApi
-from dodas_tasks.deploy.naming import dag_id
+from dodas_tasks.naming import SUBMIT_DAG_ID, deployment_dag_id
 from dodas_tasks.store import DeploymentNotFoundError, Store
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-DAG_FILE_ANCHOR = "dodas_submit"  # a DAG defined in the same file as the deployment DAGs
+DAG_FILE_ANCHOR = SUBMIT_DAG_ID  # a DAG defined in the same file as the deployment DAGs
 
 
 def template_choices() -> list[str]:
@@ -69,8 +69,8 @@ def register(params: dict[str, Any], user: str | None) -> dict[str, str]:
             raise AirflowFailException(exc.report()) from None
         except IamError as exc:  # invalid/expired token, IdP down: nothing was created; no token in the message
             raise AirflowFailException(f"IAM: {exc}") from None
-    log.info("registered deployment %s: its DAG is %s", deployment_id, dag_id(deployment_id))
-    return {"deployment_id": deployment_id, "dag_id": dag_id(deployment_id)}
+    log.info("registered deployment %s: its DAG is %s", deployment_id, deployment_dag_id(deployment_id))
+    return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id)}
 
 
 def publish(info: dict[str, str]) -> dict[str, str]:
@@ -92,7 +92,7 @@ def undeploy(deployment_id: str) -> dict[str, str]:
             service.request_undeploy(store, deployment_id)
         except (DeploymentNotFoundError, service.RequestRefused) as exc:
             raise AirflowFailException(str(exc)) from None
-    return {"deployment_id": deployment_id, "dag_id": dag_id(deployment_id)}
+    return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id)}
 
 
 def scale(deployment_id: str, group: str, count: int, removal_list: list[str]) -> dict[str, str]:
@@ -103,4 +103,4 @@ def scale(deployment_id: str, group: str, count: int, removal_list: list[str]) -
             service.request_scale(store, deployment_id, group, count, removal_list, reason="requested by user")
         except (DeploymentNotFoundError, service.RequestRefused) as exc:
             raise AirflowFailException(str(exc)) from None
-    return {"deployment_id": deployment_id, "dag_id": dag_id(deployment_id)}
+    return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id)}

@@ -1,7 +1,8 @@
 """The small interface every IaaS driver implements (local, OpenStack, EC2), one module per cloud.
 
 Like the Infrastructure Manager's connectors: callers speak only this vocabulary, so a deployment can move
-between clouds. Resources carry deterministic names and `dodas:*` tags so retries adopt instead of duplicate.
+between clouds. Resources carry deterministic names and `dodas:*` tags (dodas_tasks.naming) so retries adopt
+instead of duplicate.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from dodas_tasks.naming import TAG_DEPLOYMENT, TAG_PROJECT
 from dodas_tasks.settings import PROJECT_TAG
 
 # Server.status values
@@ -22,12 +24,6 @@ ERROR = "ERROR"
 DELETED = "DELETED"
 SERVER_STATUSES = frozenset({BUILD, ACTIVE, ERROR, DELETED})
 
-# Tag keys put on every resource DODAS creates
-TAG_PROJECT = "dodas:project"  # value: settings.PROJECT_TAG
-TAG_DEPLOYMENT = "dodas:deployment"
-TAG_GROUP = "dodas:group"
-TAG_INDEX = "dodas:index"
-
 __all__ = [
     "ACTIVE",
     "BUILD",
@@ -35,10 +31,6 @@ __all__ = [
     "ERROR",
     "PROJECT_TAG",
     "SERVER_STATUSES",
-    "TAG_DEPLOYMENT",
-    "TAG_GROUP",
-    "TAG_INDEX",
-    "TAG_PROJECT",
     "CloudDriver",
     "CloudError",
     "Flavor",

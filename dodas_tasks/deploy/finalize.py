@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import get_driver
-from dodas_tasks.deploy.naming import key_pair_name
 from dodas_tasks.iam.cluster_client import release_cluster_client, stored_client
+from dodas_tasks.naming import key_pair_name
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 
 if TYPE_CHECKING:

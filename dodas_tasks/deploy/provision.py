@@ -18,8 +18,6 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 from dodas_tasks.clouds.base import (
     ACTIVE,
     ERROR,
-    TAG_GROUP,
-    TAG_INDEX,
     CloudDriver,
     CloudError,
     Flavor,
@@ -27,8 +25,8 @@ from dodas_tasks.clouds.base import (
     ServerSpec,
     get_driver,
 )
-from dodas_tasks.deploy.naming import deployment_tags, key_pair_name, server_tags
-from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store, node_name
+from dodas_tasks.naming import TAG_INDEX, group_tags, key_pair_name, server_name, server_tags
+from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import NodeGroup, Plan
 
 Log = Callable[[str], None]
@@ -130,7 +128,7 @@ class GroupProvisioner:
         return done
 
     def _servers_by_index(self) -> dict[int, Server]:
-        tags = {**deployment_tags(self.deployment_id), TAG_GROUP: self.group_name}
+        tags = group_tags(self.deployment_id, self.group_name)
         found: dict[int, Server] = {}
         for server in cloud_call(self.driver.list_servers)(tags):
             try:
@@ -192,7 +190,7 @@ class GroupProvisioner:
         return free
 
     def _create(self, index: int) -> str:
-        name = node_name(self.deployment_id, self.group_name, index)
+        name = server_name(self.deployment_id, self.group_name, index)
         node = self.store.upsert_node(
             self.deployment_id, self.group_name, index, cloud=self.driver.name, state=NodeState.CREATING
         )
@@ -234,7 +232,7 @@ class GroupProvisioner:
     def poll(self, node_ids: list[str]) -> dict[str, str]:
         """Cloud status of each pending node (BUILD, ACTIVE or ERROR) from one list call for the whole group,
         so waiting costs one API call per poll however many VMs boot (no polling storm)."""
-        tags = {**deployment_tags(self.deployment_id), TAG_GROUP: self.group_name}
+        tags = group_tags(self.deployment_id, self.group_name)
         listed = {server.id: server.status for server in cloud_call(self.driver.list_servers)(tags)}
         statuses = {}
         for node_id in node_ids:
@@ -250,7 +248,7 @@ class GroupProvisioner:
         """Record IPs and host keys of ACTIVE servers; failed ones become ERROR and are named in the exception."""
         failures, ready = [], []
         known_hosts: dict[str, str] = {}
-        tags = {**deployment_tags(self.deployment_id), TAG_GROUP: self.group_name}
+        tags = group_tags(self.deployment_id, self.group_name)
         listed = {server.id: server for server in cloud_call(self.driver.list_servers)(tags)} if node_ids else {}
         for node_id in node_ids:
             node = self.store.get_node(node_id)

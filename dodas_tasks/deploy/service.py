@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
-from dodas_tasks.deploy.naming import short_id
 from dodas_tasks.frameworks.registry import check_options
+from dodas_tasks.naming import short_id
 from dodas_tasks.store import Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
 from dodas_tasks.tosca.compiler import compile as compile_template

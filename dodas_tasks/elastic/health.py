@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 
 from dodas_tasks.clouds.base import ACTIVE, BUILD, get_driver
 from dodas_tasks.deploy.components import deployment_framework
-from dodas_tasks.deploy.naming import deployment_tags
 from dodas_tasks.elastic.observe import SERVING, cluster_of
 from dodas_tasks.elastic.policy import backoff_delay
 from dodas_tasks.elastic.settings import ElasticSettings, resolve
 from dodas_tasks.frameworks.base import WORKER_ROLES
+from dodas_tasks.naming import deployment_tags
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import Plan
 

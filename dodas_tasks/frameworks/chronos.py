@@ -7,15 +7,14 @@ undeploy deletes exactly its own jobs, children before parents.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from dodas_tasks.deploy.naming import site_name
 from dodas_tasks.frameworks.base import Cluster, DeployContext, NoNodeScripts, Runner, VerificationFailed, Verified
 from dodas_tasks.frameworks.marathon import Transport, contains
 from dodas_tasks.frameworks.marathon_apps import text
+from dodas_tasks.naming import chronos_job_name, chronos_job_prefix
 from dodas_tasks.tosca.units import size_to_mib
 
 
@@ -117,14 +116,17 @@ class ChronosJobs(NoNodeScripts):
         self.chronos_conn_id = chronos_conn_id
         self.deployment_id = deployment_id
 
-    @property
-    def prefix(self) -> str:
+    def _owner(self) -> str:
         if not self.deployment_id:
             raise ChronosError("chronos-jobs needs the deployment id to name its jobs")
-        return site_name(self.deployment_id) + "-"
+        return self.deployment_id
+
+    @property
+    def prefix(self) -> str:
+        return chronos_job_prefix(self._owner())
 
     def job_name(self, component: str) -> str:
-        return self.prefix + re.sub(r"[^a-z0-9-]", "-", component.lower())
+        return chronos_job_name(self._owner(), component)
 
     def site(self) -> ChronosClient:
         from dodas_tasks.airflow.site_services import ChronosHook

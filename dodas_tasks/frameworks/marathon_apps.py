@@ -8,11 +8,9 @@ indigo `Container.Application.Docker.Marathon` node to an app as the INDIGO orch
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dodas_tasks.deploy.naming import site_name
 from dodas_tasks.frameworks.base import (
     Cluster,
     DeployContext,
@@ -31,6 +29,7 @@ from dodas_tasks.frameworks.marathon import (
     app_state,
     describe_states,
 )
+from dodas_tasks.naming import marathon_app_id, marathon_group, marathon_volume_name
 from dodas_tasks.tosca.units import size_to_mib
 
 STATE_DIR = "$HOME/.dodas/mesos"
@@ -196,7 +195,7 @@ def marathon_app(
                     "containerPath": parts[1],
                     "mode": parts[2].upper(),
                     "external": {
-                        "name": f"{app_id.strip('/')}{parts[1]}".replace("/", "-"),  # one per app and path
+                        "name": marathon_volume_name(app_id, parts[1]),
                         "provider": "dvdi",
                         "options": {"dvdi/driver": parts[4]},
                     },
@@ -251,15 +250,17 @@ class MarathonApps(MarathonFramework):
         self.marathon_conn_id = marathon_conn_id
         self.deployment_id = deployment_id
 
-    @property
-    def group(self) -> str:
+    def _owner(self) -> str:
         if not self.deployment_id:
             raise MarathonError("marathon-apps needs the deployment id to name its Marathon group")
-        return "/" + site_name(self.deployment_id)
+        return self.deployment_id
+
+    @property
+    def group(self) -> str:
+        return marathon_group(self._owner())
 
     def app_id(self, component: str) -> str:
-        """Marathon ids allow lowercase letters, digits, '-' and '.': TOSCA names are mapped onto them."""
-        return f"{self.group}/{re.sub(r'[^a-z0-9.-]', '-', component.lower())}"
+        return marathon_app_id(self._owner(), component)
 
     def apps(self, role: str, props: Mapping[str, Any], context: DeployContext) -> list[dict[str, Any]]:
         image = props.get("image") or (context.artifacts.get("image") or {}).get("file")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from dodas_tasks import crypto
 from dodas_tasks.iam.client import TOKEN_EXCHANGE_GRANT, IamClient
+from dodas_tasks.naming import iam_client_name
 from dodas_tasks.store import DeploymentRecord, Store
 
 OPTION = "iam_cluster_client"  # deployment option holding the registered client (Fernet token of its JSON)
@@ -43,7 +44,7 @@ def ensure_cluster_client(store: Store, deployment_id: str, iam: IamClient) -> C
         return existing
     answer = iam.register_client(
         {
-            "client_name": f"dodas-{deployment_id}",
+            "client_name": iam_client_name(deployment_id),
             "grant_types": [TOKEN_EXCHANGE_GRANT, "refresh_token"],
             "scope": SCOPES,
             "token_endpoint_auth_method": "client_secret_basic",

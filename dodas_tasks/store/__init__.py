@@ -1,6 +1,6 @@
 """The deployment store: deployments, nodes and events (SQLAlchemy + alembic; SQLite or PostgreSQL)."""
 
-from dodas_tasks.store.changes import DEPLOYMENT_FIELDS, NODE_FIELDS, node_name
+from dodas_tasks.store.changes import DEPLOYMENT_FIELDS, NODE_FIELDS
 from dodas_tasks.store.records import REDACTED, DeploymentRecord, EventRecord, NodeRecord
 from dodas_tasks.store.retry import ConcurrentUpdateError
 from dodas_tasks.store.store import DeploymentNotFoundError, NodeNotFoundError, Store
@@ -19,5 +19,4 @@ __all__ = [
     "NodeRecord",
     "NodeState",
     "Store",
-    "node_name",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -28,12 +27,6 @@ NODE_FIELDS = frozenset(
         "last_healthy_at", "unhealthy_since",
     }
 )  # fmt: skip
-
-
-def node_name(deployment_id: str, group: str, index: int) -> str:
-    """Deterministic VM name (also a valid host name), so a retried create can find what it made."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", group.lower()).strip("-") or "node"
-    return f"dodas-{deployment_id[:8]}-{slug}-{index}"
 
 
 def check_field_names(given: Iterable[str], allowed: frozenset[str], what: str) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dodas_tasks import crypto
+from dodas_tasks.naming import server_name
 from dodas_tasks.settings import database_url
 from dodas_tasks.store import changes as field_changes
 from dodas_tasks.store.engine import make_engine
@@ -347,7 +348,7 @@ def _new_node(deployment_id: str, group: str, index: int) -> Node:
         deployment_id=deployment_id,
         group=group,
         index=index,
-        name=field_changes.node_name(deployment_id, group, index),
+        name=server_name(deployment_id, group, index),
         state=NodeState.INITIAL.value,
         applied={},
         created_at=now,

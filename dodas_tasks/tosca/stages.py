@@ -27,6 +27,24 @@ STAGE_OF_BASE: dict[str, str | None] = {
     ELASTICITY: None,  # no install step: switches the elasticity sensor DAG on
 }
 
+# Library types below a stage base that no framework deploys: abstract bases a template must specialise, and INDIGO
+# frameworks this project does not implement. The library keeps them so corpus templates validate; the compiler
+# refuses them, and a template's own subtypes of them, so nothing compiles that has no deployer (tests/test_bindings).
+NOT_DEPLOYABLE = frozenset(
+    {
+        "tosca.nodes.Container.Application",
+        "tosca.nodes.Container.Application.Docker",
+        "tosca.nodes.Container.Runtime",
+        "tosca.nodes.indigo.Container.Application.Docker",
+        "tosca.nodes.indigo.dodas.ClusterManager",
+        "tosca.nodes.indigo.dodas.Framework",
+        "tosca.nodes.indigo.LRMS.FrontEnd",
+        "tosca.nodes.indigo.LRMS.WorkerNode",
+        "tosca.nodes.indigo.CmsOneclient",
+        "tosca.nodes.indigo.XCache",
+    }
+)
+
 
 @cache
 def _library_types() -> dict[str, dict[str, Any]]:
@@ -70,13 +88,21 @@ class TypeRegistry:
         return base in self.chain(name)
 
     def stage(self, name: str) -> tuple[bool, str | None]:
-        """(deployable, stage). Elasticity nodes are deployable with no stage."""
-        for base in self.chain(name):
+        """(deployable, stage). Elasticity nodes are deployable with no stage; a type whose nearest library
+        ancestor (itself, for a library type) is NOT_DEPLOYABLE is not deployable."""
+        chain = self.chain(name)
+        if next((t for t in chain if t in _library_types()), None) in NOT_DEPLOYABLE:
+            return False, None
+        for base in chain:
             if base in STAGE_OF_BASE:
                 return True, STAGE_OF_BASE[base]
         return False, None
 
+    def accepted_types(self) -> list[str]:
+        """Every type of our library (and TOSCA's) that the compiler accepts on a node template."""
+        return sorted(n for n in _library_types() if self.stage(n)[0])
+
     def deployable_types(self) -> list[str]:
         """Concrete node types of our library that a template may use (for error hints)."""
-        names = [n for n in _library_types() if n.startswith("tosca.nodes.indigo.")]
-        return sorted(n for n in names if self.stage(n)[0] and ".dodas." not in n.replace("dodas.Spark", ""))
+        names = [n for n in self.accepted_types() if n.startswith("tosca.nodes.indigo.")]
+        return sorted(n for n in names if ".dodas." not in n.replace("dodas.Spark", ""))

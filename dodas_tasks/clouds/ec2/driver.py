@@ -20,27 +20,34 @@ from dodas_tasks.clouds.base import (
     DEFAULT_CONCURRENCY,
     DELETED,
     ERROR,
-    TAG_DEPLOYMENT,
-    TAG_GROUP,
-    TAG_PROJECT,
     CloudDriver,
     CloudError,
     Server,
     ServerSpec,
 )
-from dodas_tasks.clouds.ec2 import naming, resources
+from dodas_tasks.clouds.ec2 import resources
 from dodas_tasks.clouds.ec2.catalog import DEFAULT_IMAGE_OWNERS, instance_types, named_type, resolve_image
 from dodas_tasks.clouds.ec2.client import Ec2Connection, conn_id_from_env, connect
 from dodas_tasks.clouds.ec2.errors import aws_errors, error_code
 from dodas_tasks.clouds.ec2.resources import ProjectResource
+from dodas_tasks.clouds.ec2.rules import Rule, from_permissions, ingress_rules, security_group_name, to_permissions
+from dodas_tasks.clouds.ec2.tokens import client_token, slot_key
 from dodas_tasks.clouds.sizing import choose_flavor
+from dodas_tasks.naming import (
+    PREFIX,
+    TAG_ATTEMPT,
+    TAG_DEPLOYMENT,
+    TAG_GROUP,
+    TAG_PROJECT,
+    deployment_in_name,
+    key_pair_name,
+)
 from dodas_tasks.settings import PROJECT_TAG
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 _DEAD = {"shutting-down", "terminated"}
 _STATUS = {"pending": BUILD, "running": ACTIVE, "shutting-down": DELETED, "terminated": DELETED}
 _VOLUME_TYPES = {"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"}
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TOKEN_CHAIN = 8  # at most this many dead instances per slot before giving up
 _attempted: set[str] = set()  # slots this process already sent a RunInstances for (retries check first)
 _attempted_lock = threading.Lock()
@@ -107,7 +114,7 @@ class EC2Driver(CloudDriver):
         else:  # the smallest fitting type; disk never rules one out (the root volume is sized below)
             options = instance_types(self.client, image.architecture, self.conn_id)
             flavor = choose_flavor(options, replace(spec.flavor, disk_gb=0), "EC2")
-        rules = naming.ingress_rules(spec.ports)
+        rules = ingress_rules(spec.ports)
         devices = self._block_devices(spec, image)  # validates volumes before anything is created
         subnet = self._default_subnet()
         group_id = self._ensure_security_group(spec, rules, subnet["VpcId"])
@@ -142,7 +149,7 @@ class EC2Driver(CloudDriver):
         A slot this process already tried is looked up by its tags first, which covers endpoints that ignore
         ClientToken (moto does) for in-process retries; across processes the provisioner adopts by tag.
         """
-        slot = naming.slot_key(spec.tags, spec.name)
+        slot = slot_key(spec.tags, spec.name)
         with _attempted_lock:
             retried = slot in _attempted
             _attempted.add(slot)
@@ -152,7 +159,7 @@ class EC2Driver(CloudDriver):
                 return live[0]
         for link in range(_TOKEN_CHAIN):
             try:
-                reply = self._call("RunInstances", ClientToken=naming.client_token(slot, link), **params)
+                reply = self._call("RunInstances", ClientToken=client_token(slot, link), **params)
             except CloudError as exc:
                 if error_code(exc).startswith("Idempotent"):  # e.g. IdempotentParameterMismatch
                     continue  # the token was spent with other parameters (a previous life of this slot)
@@ -161,9 +168,7 @@ class EC2Driver(CloudDriver):
             if instance["State"]["Name"] in _DEAD:
                 continue  # the token belongs to an instance that has since died: take the next one
             return _to_server(instance)
-        raise CloudError(
-            f"{spec.name}: {_TOKEN_CHAIN} earlier instances of this slot died; set a new {naming.ATTEMPT_TAG}"
-        )
+        raise CloudError(f"{spec.name}: {_TOKEN_CHAIN} earlier instances of this slot died; set a new {TAG_ATTEMPT}")
 
     def get_server(self, server_id: str) -> Server | None:
         instance = self._describe_instance(server_id)
@@ -188,7 +193,7 @@ class EC2Driver(CloudDriver):
         groups = {g["GroupId"]: g["GroupName"] for g in instance.get("SecurityGroups", [])}
         for nic in instance.get("NetworkInterfaces", []):
             groups.update({g["GroupId"]: g["GroupName"] for g in nic.get("Groups", [])})
-        ours = [gid for gid, name in groups.items() if name.startswith("dodas-")]
+        ours = [gid for gid, name in groups.items() if name.startswith(PREFIX)]
         if ours and not self._group_alive(_tags_of(instance)):
             self._wait_terminated(server_id)
             for group_id in ours:
@@ -232,8 +237,9 @@ class EC2Driver(CloudDriver):
 
     def import_key_pair(self, name: str, public_key: str) -> None:
         tags = [{"Key": TAG_PROJECT, "Value": PROJECT_TAG}]
-        if name.startswith("dodas-") and _UUID.match(name[6:]):
-            tags.append({"Key": TAG_DEPLOYMENT, "Value": name[6:]})
+        deployment = deployment_in_name(name)
+        if deployment is not None and name == key_pair_name(deployment):
+            tags.append({"Key": TAG_DEPLOYMENT, "Value": deployment})
         try:
             self._call(
                 "ImportKeyPair",
@@ -259,10 +265,10 @@ class EC2Driver(CloudDriver):
 
     # -- security groups ----------------------------------------------------------------------------------------
 
-    def _ensure_security_group(self, spec: ServerSpec, rules: list[naming.Rule], vpc_id: str) -> str:
+    def _ensure_security_group(self, spec: ServerSpec, rules: list[Rule], vpc_id: str) -> str:
         """The group for this deployment, compute group and port set, created once and completed if a crash
         left it without some of its rules."""
-        name = naming.security_group_name(spec.tags, spec.name, rules)
+        name = security_group_name(spec.tags, spec.name, rules)
         with self._lock:
             lock = self._group_locks.setdefault(name, threading.Lock())
         with lock:
@@ -291,13 +297,13 @@ class EC2Driver(CloudDriver):
                 group = self._find_group(name, vpc_id)
                 if group is None:
                     raise CloudError(f"security group {name} vanished right after creation", retryable=True)
-            missing = sorted(set(rules) - naming.from_permissions(group.get("IpPermissions", [])))
+            missing = sorted(set(rules) - from_permissions(group.get("IpPermissions", [])))
             if missing:
                 try:
                     self._call(
                         "AuthorizeSecurityGroupIngress",
                         GroupId=group["GroupId"],
-                        IpPermissions=naming.to_permissions(missing),
+                        IpPermissions=to_permissions(missing),
                     )
                 except CloudError as exc:
                     if error_code(exc) != "InvalidPermission.Duplicate":

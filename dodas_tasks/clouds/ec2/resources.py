@@ -6,18 +6,17 @@ dodas:deployment tag (or, for key pairs and groups, read from the deterministic 
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
-from dodas_tasks.clouds.base import TAG_DEPLOYMENT, TAG_PROJECT, CloudError, ProjectResource
+from dodas_tasks.clouds.base import CloudError, ProjectResource
 from dodas_tasks.clouds.ec2.errors import error_code
+from dodas_tasks.naming import PREFIX, TAG_DEPLOYMENT, TAG_PROJECT, deployment_in_name
 from dodas_tasks.settings import PROJECT_TAG
 
 if TYPE_CHECKING:
     from dodas_tasks.clouds.ec2.driver import EC2Driver
 
 KINDS = ("instance", "key_pair", "security_group", "volume")
-_DEPLOYMENT_IN_NAME = re.compile(r"^dodas-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 
 
 def _tags(item: dict[str, Any]) -> dict[str, str]:
@@ -25,12 +24,11 @@ def _tags(item: dict[str, Any]) -> dict[str, str]:
 
 
 def _ours(tags: dict[str, str], name: str) -> bool:
-    return tags.get(TAG_PROJECT) == PROJECT_TAG or name.startswith("dodas-")
+    return tags.get(TAG_PROJECT) == PROJECT_TAG or name.startswith(PREFIX)
 
 
 def _deployment(tags: dict[str, str], name: str) -> str | None:
-    match = _DEPLOYMENT_IN_NAME.match(name)
-    return tags.get(TAG_DEPLOYMENT) or (match.group(1) if match else None)
+    return tags.get(TAG_DEPLOYMENT) or deployment_in_name(name)
 
 
 def list_project_resources(driver: EC2Driver) -> list[ProjectResource]:

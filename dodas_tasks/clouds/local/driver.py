@@ -26,8 +26,6 @@ from dodas_tasks.clouds.base import (
     ACTIVE,
     BUILD,
     ERROR,
-    TAG_DEPLOYMENT,
-    TAG_PROJECT,
     CloudDriver,
     CloudError,
     ProjectResource,
@@ -39,6 +37,7 @@ from dodas_tasks.clouds.local import procs
 from dodas_tasks.clouds.local.config import resolve_config
 from dodas_tasks.clouds.local.ipam import allocate
 from dodas_tasks.clouds.local.layout import CloudLayout, ServerDir, file_lock, write_json_atomic
+from dodas_tasks.naming import TAG_DEPLOYMENT, TAG_PROJECT, deployment_in_name
 from dodas_tasks.settings import PROJECT_TAG
 
 _SERVER_ID = re.compile(r"^lc-[0-9a-f]{12}$")
@@ -257,9 +256,8 @@ class LocalCloud(CloudDriver):
                 )
         for path in sorted(self.layout.keypairs.glob("*")) if self.layout.keypairs.is_dir() else []:
             name = path.name.removesuffix(".pub")
-            deployment = name.removeprefix("dodas-") if name.startswith("dodas-") else None
             created = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            found.append(ProjectResource("key_pair", name, name, deployment, created))
+            found.append(ProjectResource("key_pair", name, name, deployment_in_name(name), created))
         return found
 
     def delete_resource(self, kind: str, resource_id: str) -> None:

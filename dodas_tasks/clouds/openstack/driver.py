@@ -29,9 +29,6 @@ from dodas_tasks.clouds.base import (
     DELETED,
     ERROR,
     PROJECT_TAG,
-    TAG_DEPLOYMENT,
-    TAG_GROUP,
-    TAG_PROJECT,
     CloudDriver,
     CloudError,
     ProjectResource,
@@ -43,6 +40,7 @@ from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider,
 from dodas_tasks.clouds.openstack.errors import cloud_errors
 from dodas_tasks.clouds.openstack.rules import group_sg_name, ingress_rules, internal_sg_name
 from dodas_tasks.clouds.sizing import FlavorOption, choose_flavor, parse_image
+from dodas_tasks.naming import PREFIX, TAG_DEPLOYMENT, TAG_GROUP, TAG_PROJECT, deployment_in_name
 
 T = TypeVar("T")
 CONN_ENV = "DODAS_OPENSTACK_CONN_ID"
@@ -429,8 +427,9 @@ class OpenStackCloud(CloudDriver):
         with cloud_errors(f"delete key pair {name}"):
             self.conn.compute.delete_keypair(name, ignore_missing=True)
         self._cache.drop(f"key:{name}")
-        if name.startswith("dodas-"):
-            self.delete_security_groups(name.removeprefix("dodas-"))
+        deployment = deployment_in_name(name)
+        if deployment is not None:
+            self.delete_security_groups(deployment)
 
     def delete_security_groups(self, deployment_id: str, wait_s: float = 60.0) -> None:
         """Remove the deployment's security groups whose servers are gone; waits while Nova frees their ports."""
@@ -480,21 +479,21 @@ class OpenStackCloud(CloudDriver):
             found.append(_resource("server", s["id"], s["name"], dict(s["metadata"]), s.get("created")))
         with cloud_errors("list project resources"):
             for key in self.conn.compute.keypairs():
-                if key.name.startswith("dodas-"):
-                    found.append(_resource("key_pair", key.name, key.name, _deployment_tag(key.name[6:])))
+                if key.name.startswith(PREFIX):
+                    found.append(_resource("key_pair", key.name, key.name, _tags_in_name(key.name)))
             for sg in self.conn.network.security_groups():
-                if sg.name.startswith("dodas-"):
+                if sg.name.startswith(PREFIX):
                     found.append(_resource("security_group", sg.id, sg.name, _parse(sg.description)))
             for port in self.conn.network.ports():
-                if (port.name or "").startswith("dodas-"):
+                if (port.name or "").startswith(PREFIX):
                     found.append(_resource("port", port.id, port.name, _parse(port.description)))
             for fip in self.conn.network.ips():
-                if (fip.description or "").startswith("dodas-"):
+                if (fip.description or "").startswith(PREFIX):
                     name = fip.description.split(" ", 1)[0]
                     found.append(_resource("floating_ip", fip.id, name, _parse(fip.description)))
             for volume in self.conn.block_storage.volumes(details=True):
                 owners = [servers[a["server_id"]] for a in volume.attachments or [] if a.get("server_id") in servers]
-                if owners or (volume.name or "").startswith("dodas-"):
+                if owners or (volume.name or "").startswith(PREFIX):
                     tags = dict(owners[0]["metadata"]) if owners else dict(volume.metadata or {})
                     found.append(_resource("volume", volume.id, volume.name or "", tags))
         return found
@@ -605,5 +604,7 @@ def _parse(description: str | None) -> dict[str, str]:
     return {k: v for k, sep, v in pairs if sep and k.startswith("dodas:")}
 
 
-def _deployment_tag(deployment_id: str) -> dict[str, str]:
-    return {TAG_DEPLOYMENT: deployment_id}
+def _tags_in_name(name: str) -> dict[str, str]:
+    """The tags a resource_name stands for (key pairs carry no metadata)."""
+    deployment = deployment_in_name(name)
+    return {TAG_DEPLOYMENT: deployment} if deployment else {}

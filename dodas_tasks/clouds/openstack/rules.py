@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from dodas_tasks.clouds.base import CloudError
+from dodas_tasks.naming import resource_name, slug
 
 SSH = {"name": "ssh", "protocol": "tcp", "source": 22, "remote_cidr": "0.0.0.0/0"}
 _PROTOCOLS = {"tcp", "udp", "icmp"}
@@ -13,13 +13,12 @@ _PROTOCOLS = {"tcp", "udp", "icmp"}
 
 def group_sg_name(deployment_id: str, group: str) -> str:
     """The security group holding a compute group's endpoint ports."""
-    clean = re.sub(r"[^a-z0-9-]+", "-", group.lower()).strip("-")[:60]
-    return f"dodas-{deployment_id}-{clean}"
+    return resource_name(deployment_id, slug(group, 60))
 
 
 def internal_sg_name(deployment_id: str) -> str:
     """The security group letting all VMs of a deployment talk to each other."""
-    return f"dodas-{deployment_id}"
+    return resource_name(deployment_id)
 
 
 def ingress_rules(ports: list[dict[str, Any]]) -> list[dict[str, Any]]:

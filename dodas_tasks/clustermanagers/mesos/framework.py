@@ -9,7 +9,6 @@ with the credentials that live there, so no secret travels back to the worker.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
@@ -28,13 +27,13 @@ from dodas_tasks.frameworks.base import (
     VerificationFailed,
     Verified,
 )
+from dodas_tasks.naming import parse_server_name
 
 CONTAINERS = {
     "master": "dodas-zookeeper dodas-mesos-master dodas-marathon dodas-chronos",
     "agent": "dodas-mesos-agent",
     "lb": "dodas-marathon-lb",
 }
-_SERVER_NAME = re.compile(r"^dodas-[0-9a-f]{8}-(?P<group>.+)-(?P<index>\d+)$")
 
 
 @cache
@@ -54,10 +53,10 @@ def quorum(masters: int) -> int:
 
 def agent_attributes(node: Node) -> str:
     """Mesos agent attributes for placement constraints: the node's compute group and name (`key:value;...`)."""
-    match = _SERVER_NAME.match(node.name)
+    parsed = parse_server_name(node.name)
     attrs = {"dodas_node": node.name}
-    if match:
-        attrs["dodas_group"] = match.group("group")
+    if parsed:
+        attrs["dodas_group"] = parsed.group
     return ";".join(f"{key}:{value}" for key, value in attrs.items())
 
 

@@ -1,4 +1,4 @@
-"""Deterministic EC2 names: idempotency tokens for RunInstances and security groups named after their rules."""
+"""TOSCA endpoint ports → EC2 security group rules, and the security groups named after their rules."""
 
 from __future__ import annotations
 
@@ -6,27 +6,11 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dodas_tasks.clouds.base import TAG_DEPLOYMENT, TAG_GROUP, TAG_INDEX, CloudError
+from dodas_tasks.clouds.base import CloudError
+from dodas_tasks.naming import TAG_DEPLOYMENT, TAG_GROUP, resource_name
 
-ATTEMPT_TAG = "dodas:attempt"  # set by the provisioner when it deliberately creates a slot again
 SSH = ("tcp", 22, 22, "0.0.0.0/0")
 Rule = tuple[str, int, int, str]  # protocol, from port, to port, CIDR
-
-
-def slot_key(tags: Mapping[str, str], name: str) -> str:
-    """(deployment, group, index, attempt) of a server, hashed: the base of its ClientTokens."""
-    parts = [
-        tags.get(TAG_DEPLOYMENT, ""),
-        tags.get(TAG_GROUP, ""),
-        tags.get(TAG_INDEX, name),
-        tags.get(ATTEMPT_TAG, "0"),
-    ]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
-
-
-def client_token(slot: str, link: int) -> str:
-    """The n-th token of a slot's chain (a token AWS already spent on a dead instance moves us to the next)."""
-    return f"dodas-{slot}-{link}"  # ≤ 64 ASCII characters, as AWS requires
 
 
 def ingress_rules(ports: Iterable[Mapping[str, Any] | Any]) -> list[Rule]:
@@ -56,7 +40,7 @@ def security_group_name(tags: Mapping[str, str], name: str, rules: list[Rule]) -
     """dodas-<deployment>-<group>-<hash of the rules>: one group per deployment, compute group and port set."""
     digest = hashlib.sha256(repr(rules).encode()).hexdigest()[:8]
     owner = tags.get(TAG_DEPLOYMENT) or name
-    return f"dodas-{owner}-{tags.get(TAG_GROUP, 'vm')}-{digest}"[:255]
+    return resource_name(owner, tags.get(TAG_GROUP, "vm"), digest)[:255]
 
 
 def to_permissions(rules: Iterable[Rule]) -> list[dict[str, Any]]:
