@@ -29,7 +29,7 @@ from dodas_tasks.clouds.base import (
 )
 from dodas_tasks.deploy.naming import deployment_tags, key_pair_name, server_tags
 from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store, node_name
-from dodas_tasks.tosca.plan import NodeGroup, Plan
+from dodas_tasks.tosca.plan import NodeGroup
 
 Log = Callable[[str], None]
 _GONE = {NodeState.DELETED, NodeState.DELETING}
@@ -77,7 +77,7 @@ class GroupProvisioner:
         self.log = log
         dep = store.get_deployment(deployment_id)
         self.deployment = dep
-        self.plan = Plan.from_dict(dep.plan)
+        self.plan = dep.plan
         self.group: NodeGroup = self.plan.group(group)
         self.driver = driver or get_driver(dep.cloud)
 
