@@ -42,7 +42,7 @@ def populate(count: int) -> list[str]:
             ids.append(
                 store.create_deployment(
                     template=(REPO / "templates" / "spark_local.yaml").read_text(),
-                    plan=plan.to_dict(),
+                    plan=plan,
                     owner_subject="bench",
                     owner_issuer="bench",
                     ssh_private_key=keys.private_openssh,

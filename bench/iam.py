@@ -17,6 +17,7 @@ from oidc_provider.fixture import running_provider  # noqa: E402
 
 from dodas_tasks.iam import IamClient, IamConfig, TokenSource, delegate  # noqa: E402
 from dodas_tasks.store import Store  # noqa: E402
+from dodas_tasks.tosca.plan import Plan  # noqa: E402
 
 
 def per_call_ms(call: object, repeat: int) -> float:
@@ -33,7 +34,7 @@ def main() -> None:
         iam.validate(token)
         print(f"figure iam_validate_jwt_ms = {per_call_ms(lambda: iam.validate(token), 300):.3f}")
         deployment_id = store.create_deployment(
-            template="x", plan={}, owner_subject="bench", owner_issuer=provider.issuer,
+            template="x", plan=Plan(), owner_subject="bench", owner_issuer=provider.issuer,
             ssh_private_key="k", ssh_public_key="p",
         )  # fmt: skip
         delegate(store, deployment_id, token, iam)

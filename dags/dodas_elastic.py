@@ -19,11 +19,11 @@ from dodas_tasks.store import DeploymentRecord, Store
 
 
 def doc_md(dep: DeploymentRecord, settings: ElasticSettings) -> str:
-    elastic = dep.plan.get("elasticity", {})
+    elastic = dep.plan.elasticity
     return (
         f"### Elasticity of deployment `{dep.id}`\n\n"
-        f"Grows and shrinks compute group **{elastic.get('group')}** between {elastic.get('min_count')} and "
-        f"{elastic.get('max_count')} nodes with the framework's load (switched on by {elastic.get('source')}). "
+        f"Grows and shrinks compute group **{elastic.group}** between {elastic.min_count} and "
+        f"{elastic.max_count} nodes with the framework's load (switched on by {elastic.source}). "
         f"Decisions are recorded as `elastic` events and applied by `{deployment_dag_id(dep.id)}`.\n\n"
         "Settings come from the template, else the submit options, else the defaults:\n\n"
         f"{settings.markdown()}\n"
@@ -35,12 +35,17 @@ def elastic_dags() -> dict[str, DAG]:
     dags: dict[str, DAG] = {}
     with Store() as store:
         for dep in store.list_deployments(live_only=True):
-            elastic = dep.plan.get("elasticity") or {}
             name = elastic_dag_id(dep.id)
-            if not elastic.get("enabled") or not elastic.get("group") or (wanted and wanted != name):
+            if wanted and wanted != name:
                 continue
             try:
-                settings = resolve(elastic.get("settings"), dep.options)
+                elastic = dep.plan.elasticity
+            except (KeyError, TypeError, ValueError):  # an unreadable plan: the deployment DAG factory reports it
+                continue
+            if not elastic.enabled or not elastic.group:
+                continue
+            try:
+                settings = resolve(elastic.settings, dep.options)
             except SettingError:
                 settings = ElasticSettings()  # the operator reports the error when it runs
             with DAG(

@@ -22,12 +22,11 @@ import pytest
 from dodas_tasks.airflow_stack import AirflowStack
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
-from dodas_tasks.elastic.observe import cluster_of
+from dodas_tasks.frameworks.cluster_view import cluster_of
 from dodas_tasks.frameworks.spark import SparkStandalone, read_master_state
 from dodas_tasks.naming import deployment_dag_id
 from dodas_tasks.runtime import spark_env
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
-from dodas_tasks.tosca.plan import Plan
 
 pytestmark = pytest.mark.slow
 
@@ -218,7 +217,7 @@ def settled(store: Store, deployment_id: str, after_event: int) -> bool:
 
 def spark_workers(store: Store, deployment_id: str) -> list[str]:
     dep = store.get_deployment(deployment_id)
-    cluster = cluster_of(Plan.from_dict(dep.plan), store.list_nodes(deployment_id), "spark-standalone")
+    cluster = cluster_of(dep.plan, store.list_nodes(deployment_id), "spark-standalone")
     return SparkStandalone().load(cluster).healthy_nodes
 
 

@@ -39,6 +39,7 @@ from dodas_tasks.iam.cloud_credentials import (
 )
 from dodas_tasks.iam.token_source import forget_cached_tokens
 from dodas_tasks.store import DeploymentStatus, Store
+from dodas_tasks.tosca.plan import Plan
 
 AUDIENCE = "dodas"
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def store() -> Iterator[Store]:
 def new_deployment(store: Store, provider: Provider, subject: str) -> str:
     return store.create_deployment(
         template="tosca_definitions_version: tosca_simple_yaml_1_0\n",
-        plan={},
+        plan=Plan(),
         owner_subject=subject,
         owner_issuer=provider.issuer,
         ssh_private_key="not-a-real-key",

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import multiprocessing.resource_tracker
 import os
+import pickle
 import sqlite3
 import stat
 import subprocess
@@ -28,7 +29,8 @@ from dodas_tasks.store import (
     Store,
 )
 from dodas_tasks.store.migrate import current_revisions, head_revisions
-from dodas_tasks.store.models import Base
+from dodas_tasks.store.models import Base, Deployment
+from dodas_tasks.tosca.plan import NodeGroup, Plan
 
 PASSWORD = "hunter2-very-secret"
 REFRESH_TOKEN = "refresh-token-abcdef-0123456789"
@@ -92,7 +94,7 @@ def join_all(processes: list[multiprocessing.process.BaseProcess]) -> list[int |
 def new_deployment(store: Store, **overrides: object) -> str:
     values: dict = dict(
         template="tosca_definitions_version: tosca_simple_yaml_1_0\n",
-        plan={"groups": {"wn": {"count": 2}}},
+        plan=Plan(groups=[NodeGroup("wn", count=2)]),
         owner_subject="alice",
         owner_issuer="https://iam.example.org/",
         owner_groups=["cms"],
@@ -122,7 +124,7 @@ def test_create_and_read_round_trip(store: Store) -> None:
         "https://iam.example.org/",
         ["cms"],
     )
-    assert record.plan == {"groups": {"wn": {"count": 2}}}
+    assert record.plan == Plan(groups=[NodeGroup("wn", count=2)])
     assert record.inputs == {"admin_password": REDACTED, "wn_num": 2, "limits": {"cpu": 4}}
     assert record.secret_inputs == ["admin_password"]
     assert record.status == DeploymentStatus.CREATE_IN_PROGRESS
@@ -151,6 +153,25 @@ def test_create_and_read_round_trip(store: Store) -> None:
     assert updated.outputs == {"master_ip": "127.0.5.1"} and updated.version == 2
     assert store.get_refresh_token(deployment_id) == "rotated-token"
     assert store.get_deployment(deployment_id) == updated
+
+
+def test_the_plan_is_typed_decoded_once_and_travels_as_json(store: Store) -> None:
+    plan = Plan(groups=[NodeGroup("wn", count=2)], description="two workers")
+    deployment_id = new_deployment(store, plan=plan)
+    record = store.get_deployment(deployment_id)
+
+    assert record.plan == plan and record.plan is record.plan  # decoded on first use, then kept
+    assert json.loads(json.dumps(record.to_dict()))["plan"] == plan.to_dict()
+    travelled = pickle.loads(pickle.dumps(record))  # e.g. to another process
+    assert travelled == record and travelled.plan == plan
+    with pytest.raises(ValueError, match="plan must be a tosca Plan"):
+        new_deployment(store, plan=plan.to_dict())
+
+    with store.engine.begin() as connection:  # a plan this version cannot read (e.g. written by a newer one)
+        connection.execute(sa.update(Deployment).values(plan={"version": 99}))
+    (listed,) = store.list_deployments()  # listing does not decode plans: one unreadable plan hides nothing
+    with pytest.raises(ValueError, match="plan version 99 is not supported"):
+        _ = listed.plan
 
 
 def test_secrets_are_encrypted_at_rest(store: Store, db_file: Path) -> None:

@@ -33,7 +33,7 @@ _ORDERING = {"HostedOn", "DependsOn", "ConnectsTo"}
 def build_deployment_dag(dep: DeploymentRecord) -> DAG:
     """begin → provision.<group> (all groups at once) → configure/deploy.<component> (plan edges) → verify →
     finalize → failover (runs only when a failed creation moved to the next cloud) → outcome (the run's state)"""
-    plan = Plan.from_dict(dep.plan)
+    plan = dep.plan
     with DAG(
         dag_id=deployment_dag_id(dep.id),
         schedule="@once",  # the first run starts by itself; later runs (scale, heal, undeploy) are triggered

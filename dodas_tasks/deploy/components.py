@@ -20,31 +20,25 @@ from dodas_tasks.frameworks.base import (
     ScriptResult,
     Verified,
 )
-from dodas_tasks.frameworks.registry import (
-    Binding,
-    ComponentNotDeployable,
-    binding_for,
-    framework,
-    framework_settings,
-    needs_deployment_id,
-    needs_runner,
+from dodas_tasks.frameworks.cluster_view import (
+    binding_of,
+    cluster_of,
+    deployable_components,
+    framework_names,
+    ready_nodes,
 )
+from dodas_tasks.frameworks.registry import Binding, framework, framework_settings, needs_deployment_id, needs_runner
 from dodas_tasks.iam.cluster_client import ensure_cluster_client, stored_client
 from dodas_tasks.iam.errors import IdpError
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
-from dodas_tasks.tosca.plan import CONFIGURE, Component, Plan
+from dodas_tasks.tosca.plan import CONFIGURE, Component
 
 if TYPE_CHECKING:
     from dodas_tasks.iam import TokenSource
 
 Log = Callable[[str], None]
-_READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
 VERIFIED_KEY = "_verified"  # deployment option: framework -> fingerprint of the central nodes its full check passed on
 IAM_PROPERTIES = ("iam_access_token", "iam_client_id", "iam_client_secret")  # DODAS framework types' IAM slots
-
-
-def binding_of(component: Component) -> Binding:
-    return binding_for(component.type_chain, component.name)
 
 
 def deployment_framework(store: Store, dep: DeploymentRecord, name: str) -> Framework:
@@ -74,7 +68,7 @@ class Deployer:
         self.tokens = tokens
         self.on_secret = on_secret or (lambda _secret: None)
         self.deployment = store.get_deployment(deployment_id)
-        self.plan = Plan.from_dict(self.deployment.plan)
+        self.plan = self.deployment.plan
         self._private_key = store.get_ssh_private_key(deployment_id)
         self._secrets = [str(v) for v in store.deployment_secret_inputs(deployment_id).values() if v]
         client = stored_client(self.deployment)
@@ -84,26 +78,12 @@ class Deployer:
     # -- the cluster as frameworks see it --------------------------------------------------------------------
 
     def nodes(self) -> list[NodeRecord]:
-        return [n for n in self.store.list_nodes(self.deployment_id) if n.state in _READY and n.private_ip]
+        """The deployment's ready nodes, as recorded now."""
+        return ready_nodes(self.store.list_nodes(self.deployment_id))
 
     def cluster(self, framework_name: str) -> Cluster:
-        roles: dict[str, list[Node]] = {}
-        by_group: dict[str, list[NodeRecord]] = {}
-        for node in self.nodes():
-            by_group.setdefault(node.group, []).append(node)
-        for comp in self.plan.components:
-            try:
-                binding = binding_of(comp)
-            except ComponentNotDeployable:
-                continue
-            if binding.framework != framework_name or comp.host_group is None:
-                continue
-            group = self.plan.group(comp.host_group)
-            roles.setdefault(binding.role, []).extend(
-                Node(name=n.name, ip=n.private_ip or "", cpus=group.num_cpus or 1, memory_mb=group.mem_mb or 1024)
-                for n in by_group.get(comp.host_group, [])
-            )
-        return Cluster({role: tuple(nodes) for role, nodes in roles.items()})
+        """The framework's nodes by role, as recorded now."""
+        return cluster_of(self.plan, self.store.list_nodes(self.deployment_id), framework_name)
 
     def framework(self, name: str) -> Framework:
         """Framework `name` with this deployment's site settings (submit options: container runtime, ports …),
@@ -116,12 +96,7 @@ class Deployer:
         return framework(name, settings)
 
     def frameworks(self) -> list[str]:
-        names = []
-        for comp in self._deployable():
-            name = binding_of(comp).framework
-            if name not in names:
-                names.append(name)
-        return names
+        return framework_names(self.plan)
 
     # -- running scripts over SSH ------------------------------------------------------------------------------
 
@@ -191,19 +166,9 @@ class Deployer:
         remove what they put there (see Framework.release); the rest went with the VMs."""
         released = []
         for name in self.frameworks():
-            if any(binding_of(c).framework == name and c.host_group is None for c in self._deployable()):
+            if any(binding_of(c).framework == name and c.host_group is None for c in deployable_components(self.plan)):
                 released += self.framework(name).release()
         return released
-
-    def _deployable(self) -> list[Component]:
-        found = []
-        for comp in self.plan.components:
-            try:
-                binding_of(comp)
-            except ComponentNotDeployable:
-                continue
-            found.append(comp)
-        return found
 
     def _run_node_scripts(
         self, comp: Component, binding: Binding, fw: Framework, cluster: Cluster, properties: dict[str, str]

@@ -27,7 +27,7 @@ from dodas_tasks.clouds.base import (
 )
 from dodas_tasks.naming import TAG_INDEX, group_tags, key_pair_name, server_name, server_tags
 from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store
-from dodas_tasks.tosca.plan import NodeGroup, Plan
+from dodas_tasks.tosca.plan import NodeGroup
 
 Log = Callable[[str], None]
 _GONE = {NodeState.DELETED, NodeState.DELETING}
@@ -75,7 +75,7 @@ class GroupProvisioner:
         self.log = log
         dep = store.get_deployment(deployment_id)
         self.deployment = dep
-        self.plan = Plan.from_dict(dep.plan)
+        self.plan = dep.plan
         self.group: NodeGroup = self.plan.group(group)
         self.driver = driver or get_driver(dep.cloud)
 

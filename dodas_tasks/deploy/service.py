@@ -18,7 +18,6 @@ from dodas_tasks.store import Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
 from dodas_tasks.tosca.compiler import compile as compile_template
 from dodas_tasks.tosca.errors import DodasTemplateError, TemplateProblem
-from dodas_tasks.tosca.plan import Plan
 
 if TYPE_CHECKING:
     from dodas_tasks.iam import IamClient
@@ -110,7 +109,7 @@ def submit(
     return store.create_deployment(
         deployment_id=deployment_id,
         template=template_text,
-        plan=plan.to_dict(),
+        plan=plan,
         owner_subject=owner.subject,
         owner_issuer=owner.issuer,
         owner_groups=list(owner.groups),
@@ -126,10 +125,6 @@ def submit(
     )
 
 
-def plan_of(store: Store, deployment_id: str) -> Plan:
-    return Plan.from_dict(store.get_deployment(deployment_id).plan)
-
-
 def request_scale(
     store: Store, deployment_id: str, group: str, count: int, removal_list: list[str] | None = None, reason: str = ""
 ) -> None:
@@ -137,7 +132,7 @@ def request_scale(
     dep = store.get_deployment(deployment_id)
     if dep.status in (DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE):
         raise RequestRefused(f"deployment {deployment_id} is being deleted; it cannot be scaled")
-    plan = Plan.from_dict(dep.plan)
+    plan = dep.plan
     try:
         plan.group(group)
     except KeyError:

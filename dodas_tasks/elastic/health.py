@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 
 from dodas_tasks.clouds.base import ACTIVE, BUILD, get_driver
 from dodas_tasks.deploy.components import deployment_framework
-from dodas_tasks.elastic.observe import SERVING, cluster_of
+from dodas_tasks.elastic.observe import SERVING
 from dodas_tasks.elastic.policy import backoff_delay
 from dodas_tasks.elastic.settings import ElasticSettings, resolve
 from dodas_tasks.frameworks.base import WORKER_ROLES
+from dodas_tasks.frameworks.cluster_view import cluster_of, framework_names
 from dodas_tasks.naming import deployment_tags
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
-from dodas_tasks.tosca.plan import Plan
 
 STATE_KEY = "_healing"
 EVENT = "heal"
@@ -80,7 +80,6 @@ def ssh_answers(host: str, port: int, timeout: float = 3.0) -> bool:
 
 def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Probe]:
     """Cloud (one list call), SSH (in parallel) and framework (one load read per framework) for every node."""
-    plan = Plan.from_dict(dep.plan)
     driver = get_driver(dep.cloud)
     servers = {s.id: s.status for s in driver.list_servers(deployment_tags(dep.id))}
     for node in nodes:  # not listed: ask for it alone before calling it gone (listings can lag)
@@ -97,8 +96,8 @@ def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) ->
             )
         )
     counted: dict[str, tuple[bool | None, str]] = {}
-    for name in _frameworks(plan):
-        cluster = cluster_of(plan, nodes, name)
+    for name in framework_names(dep.plan):
+        cluster = cluster_of(dep.plan, nodes, name)
         try:
             healthy = set(deployment_framework(store, dep, name).load(cluster).healthy_nodes)
             answer: str | None = None
@@ -123,23 +122,8 @@ def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) ->
     }
 
 
-def _frameworks(plan: Plan) -> list[str]:
-    from dodas_tasks.deploy.components import binding_of
-    from dodas_tasks.frameworks.registry import ComponentNotDeployable
-
-    names = []
-    for comp in plan.components:
-        try:
-            name = binding_of(comp).framework
-        except ComponentNotDeployable:
-            continue
-        if name not in names:
-            names.append(name)
-    return names
-
-
 def settings_of(dep: DeploymentRecord) -> ElasticSettings:
-    return resolve(Plan.from_dict(dep.plan).elasticity.settings, dep.options)
+    return resolve(dep.plan.elasticity.settings, dep.options)
 
 
 def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None = None, log: Log = print) -> HealReport:
@@ -150,8 +134,8 @@ def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None =
         report.notes.append(f"skipped: {dep.status}")
         return report
     settings = settings_of(dep)
-    plan = Plan.from_dict(dep.plan)
-    elastic_group = plan.elasticity.group if plan.elasticity.enabled else None
+    elasticity = dep.plan.elasticity
+    elastic_group = elasticity.group if elasticity.enabled else None
     removal = set(dep.removal_list)
     nodes = [n for n in store.list_nodes(dep.id) if not ({n.id, n.name} & removal)]
     judged = [n for n in nodes if n.state in _JUDGED]

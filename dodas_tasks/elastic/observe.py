@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dodas_tasks.deploy.components import binding_of, deployment_framework
+from dodas_tasks.deploy.components import deployment_framework
 from dodas_tasks.elastic.policy import NodeView, Observation
 from dodas_tasks.elastic.settings import ElasticSettings, resolve
-from dodas_tasks.frameworks.base import Cluster, Load, Node
-from dodas_tasks.frameworks.registry import ComponentNotDeployable
+from dodas_tasks.frameworks.base import Load
+from dodas_tasks.frameworks.cluster_view import cluster_of, framework_of_group
 from dodas_tasks.store import DeploymentNotFoundError, DeploymentRecord, NodeRecord, NodeState, Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
-from dodas_tasks.tosca.plan import Plan
 
 RUN_ACTIVE = {
     DeploymentStatus.CREATE_IN_PROGRESS,
@@ -21,7 +20,6 @@ RUN_ACTIVE = {
 }
 SERVING = {DeploymentStatus.CREATE_COMPLETE, DeploymentStatus.UPDATE_COMPLETE, DeploymentStatus.UPDATE_FAILED}
 GONE = {DeploymentStatus.DELETE_COMPLETE}
-_READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class Target:
 
     @classmethod
     def of(cls, dep: DeploymentRecord) -> Target:
-        plan = Plan.from_dict(dep.plan)
+        plan = dep.plan
         elastic = plan.elasticity
         if not elastic.enabled or not elastic.group:
             raise ValueError(f"deployment {dep.id} has no elastic compute group")
@@ -54,44 +52,9 @@ class Target:
         )
 
 
-def framework_of_group(plan: Plan, group: str) -> str | None:
-    """The framework whose component runs on the group (Spark's worker on the worker group)."""
-    for comp in plan.components:
-        if comp.host_group != group:
-            continue
-        try:
-            return binding_of(comp).framework
-        except ComponentNotDeployable:
-            continue
-    return None
-
-
-def cluster_of(plan: Plan, nodes: list[NodeRecord], framework_name: str) -> Cluster:
-    """The framework's nodes by role, from the store (the same view the deployer has, without secrets)."""
-    by_group: dict[str, list[NodeRecord]] = {}
-    for node in nodes:
-        if node.state in _READY and node.private_ip:
-            by_group.setdefault(node.group, []).append(node)
-    roles: dict[str, list[Node]] = {}
-    for comp in plan.components:
-        try:
-            binding = binding_of(comp)
-        except ComponentNotDeployable:
-            continue
-        if binding.framework != framework_name or comp.host_group is None:
-            continue
-        group = plan.group(comp.host_group)
-        roles.setdefault(binding.role, []).extend(
-            Node(name=n.name, ip=n.private_ip or "", cpus=group.num_cpus or 1, memory_mb=group.mem_mb or 1024)
-            for n in by_group.get(comp.host_group, [])
-        )
-    return Cluster({role: tuple(nodes) for role, nodes in roles.items()})
-
-
 def read_load(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord], framework_name: str) -> Load:
     """The framework's load, read with the deployment's site settings (ports, runtime) and runner if it needs one."""
-    plan = Plan.from_dict(dep.plan)
-    return deployment_framework(store, dep, framework_name).load(cluster_of(plan, nodes, framework_name))
+    return deployment_framework(store, dep, framework_name).load(cluster_of(dep.plan, nodes, framework_name))
 
 
 @dataclass(frozen=True)

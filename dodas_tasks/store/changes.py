@@ -10,6 +10,7 @@ from typing import Any
 from dodas_tasks import crypto
 from dodas_tasks.store.models import Deployment, Event, Node, utcnow
 from dodas_tasks.store.vocabulary import parse_node_state, parse_status
+from dodas_tasks.tosca.plan import Plan
 
 DEPLOYMENT_FIELDS = frozenset(
     {
@@ -62,6 +63,8 @@ def apply_deployment_changes(row: Deployment, changes: Mapping[str, Any]) -> lis
         row.status, row.status_reason = new_status, reason
     if "desired_counts" in values:
         values["desired_counts"] = check_desired_counts(values["desired_counts"])
+    if "plan" in values:
+        values["plan"] = stored_plan(values["plan"])
     for secret_field in ("refresh_token", "ssh_private_key"):
         if secret_field in values:
             clear = values.pop(secret_field)
@@ -93,6 +96,13 @@ def apply_node_changes(row: Node, changes: Mapping[str, Any]) -> list[Event]:
         setattr(row, name, value)
     row.updated_at = utcnow()
     return events
+
+
+def stored_plan(plan: Any) -> dict[str, Any]:
+    """A Plan as the store keeps it: its JSON dict (records decode it back, see DeploymentRecord.plan)."""
+    if not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a tosca Plan, got {type(plan).__name__}")
+    return json_copy(plan.to_dict(), "plan")
 
 
 def check_desired_counts(counts: Any) -> dict[str, int]:

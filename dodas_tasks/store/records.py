@@ -6,9 +6,11 @@ import dataclasses
 from copy import deepcopy as _deepcopy
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from dodas_tasks.store.models import Deployment, Event, Node
+from dodas_tasks.tosca.plan import Plan
 
 REDACTED = "******"  # shown in place of a secret input's value
 
@@ -33,7 +35,11 @@ class _Serialisable:
 
 @dataclass(frozen=True)
 class DeploymentRecord(_Serialisable):
-    """A deployment without its secrets: secret inputs read REDACTED; tokens/keys only via Store methods."""
+    """A deployment without its secrets: secret inputs read REDACTED; tokens/keys only via Store methods.
+
+    `plan` is the typed Plan, decoded from the stored JSON on first use and kept: listings that never look at
+    plans (most of them) pay nothing, and one unreadable plan fails where it is used, not every listing.
+    """
 
     id: str
     owner_subject: str
@@ -42,7 +48,7 @@ class DeploymentRecord(_Serialisable):
     template: str
     inputs: dict[str, Any]
     secret_inputs: list[str]
-    plan: dict[str, Any]
+    stored_plan: dict[str, Any] = dataclasses.field(repr=False)  # the plan as the store keeps it (JSON); read `plan`
     status: str
     status_reason: str | None
     desired_counts: dict[str, int]
@@ -58,6 +64,16 @@ class DeploymentRecord(_Serialisable):
     updated_at: datetime
     version: int
 
+    @cached_property
+    def plan(self) -> Plan:
+        return Plan.from_dict(self.stored_plan)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (datetimes as ISO 8601 strings), the plan as its stored dict under "plan"."""
+        data = super().to_dict()
+        data["plan"] = data.pop("stored_plan")
+        return data
+
     @classmethod
     def from_row(cls, row: Deployment, copy: bool = True) -> DeploymentRecord:
         """`copy=False` is for rows the caller discards right away (listings): no aliasing, no copying cost."""
@@ -72,7 +88,7 @@ class DeploymentRecord(_Serialisable):
             template=row.template,
             inputs=inputs,
             secret_inputs=sorted(secret),
-            plan=deepcopy(row.plan or {}),
+            stored_plan=deepcopy(row.plan or {}),
             status=row.status,
             status_reason=row.status_reason,
             desired_counts=deepcopy(row.desired_counts or {}),

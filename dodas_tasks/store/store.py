@@ -26,6 +26,7 @@ from dodas_tasks.store.models import Deployment, Event, Node, utcnow
 from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord
 from dodas_tasks.store.retry import retry_on_conflict
 from dodas_tasks.store.vocabulary import FINISHED_STATUSES, DeploymentStatus, NodeState, parse_status
+from dodas_tasks.tosca.plan import Plan
 
 UPSERT_ATTEMPTS = 5  # a lost insert race is resolved by the next attempt adopting the winner's row
 
@@ -80,7 +81,7 @@ class Store:
         self,
         *,
         template: str,
-        plan: Mapping[str, Any],
+        plan: Plan,
         owner_subject: str,
         owner_issuer: str,
         ssh_private_key: str,
@@ -108,7 +109,7 @@ class Store:
             template=template,
             inputs=stored_inputs,
             secret_inputs=secret_names,
-            plan=field_changes.json_copy(dict(plan), "plan"),
+            plan=field_changes.stored_plan(plan),
             status=parse_status(status).value,
             status_reason=status_reason,
             desired_counts=field_changes.check_desired_counts(desired_counts or {}),
