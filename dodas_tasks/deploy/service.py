@@ -147,8 +147,8 @@ def request_scale(
             "desired_counts": {**d.desired_counts, group: count},
             "removal_list": sorted(set(d.removal_list) | set(removal_list or [])),
         },
+        event=("scale", f"{group}: desired {count}{' — ' + reason if reason else ''}"),
     )
-    store.add_event(deployment_id, "scale", f"{group}: desired {count}{' — ' + reason if reason else ''}")
 
 
 def request_undeploy(store: Store, deployment_id: str, reason: str = "requested") -> None:

@@ -171,15 +171,23 @@ class Store:
         return self.modify_deployment(deployment_id, lambda _current: changes)
 
     def modify_deployment(
-        self, deployment_id: str, change: Callable[[DeploymentRecord], Mapping[str, Any]]
+        self,
+        deployment_id: str,
+        change: Callable[[DeploymentRecord], Mapping[str, Any]],
+        event: tuple[str, str] | None = None,
     ) -> DeploymentRecord:
         """Read-modify-write: ``change(current)`` returns the fields to set; re-run on a fresh read if another
-        writer changed the row meanwhile, so no update is lost (e.g. incrementing a counter in options)."""
+        writer changed the row meanwhile, so no update is lost (e.g. incrementing a counter in options).
+        ``event`` (kind, message) is recorded in the same transaction: a reader never sees one without the other."""
+        if event is not None:
+            field_changes.new_event(deployment_id, *event)  # checks kind before any I/O
 
         def attempt() -> DeploymentRecord:
             with self._session() as session, session.begin():
                 row = _deployment_row(session, deployment_id)
                 events = field_changes.apply_deployment_changes(row, change(DeploymentRecord.from_row(row)))
+                if event is not None:
+                    events.append(field_changes.new_event(deployment_id, *event))
                 session.add_all(events)
             return DeploymentRecord.from_row(row)
 
