@@ -169,6 +169,7 @@ class ComponentOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
+        from dodas_tasks.airflow.site_services import AirflowSiteServices
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
@@ -177,7 +178,12 @@ class ComponentOperator(DeploymentOperator):
             from airflow.sdk.log import mask_secret
 
             deployer = Deployer(
-                store, self.deployment_id, log=self.log.info, tokens=self.token_source, on_secret=mask_secret
+                store,
+                self.deployment_id,
+                log=self.log.info,
+                tokens=self.token_source,
+                on_secret=mask_secret,
+                site_services=AirflowSiteServices(),
             )
             return deployer.apply(self.component)
 
@@ -189,12 +195,14 @@ class VerifyOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
+        from dodas_tasks.airflow.site_services import AirflowSiteServices
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
             if self._deleting(store):
                 raise AirflowSkipException("deployment is being deleted")
-            return [check.summary for check in Deployer(store, self.deployment_id, log=self.log.info).verify()]
+            deployer = Deployer(store, self.deployment_id, log=self.log.info, site_services=AirflowSiteServices())
+            return [check.summary for check in deployer.verify()]
 
 
 class FinalizeOperator(DeploymentOperator):
@@ -208,6 +216,7 @@ class FinalizeOperator(DeploymentOperator):
         self.begin_task_id = begin_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from dodas_tasks.airflow.site_services import AirflowSiteServices
         from dodas_tasks.deploy.finalize import finalize_run
         from dodas_tasks.iam.cluster_client import stored_client
 
@@ -218,7 +227,14 @@ class FinalizeOperator(DeploymentOperator):
                 from dodas_tasks.airflow.iam_hook import IamHook
 
                 iam = IamHook().client  # deletes the cluster's own IAM client when the deployment goes
-            outcome = finalize_run(store, self.deployment_id, since_event=int(since), log=self.log.info, iam=iam)
+            outcome = finalize_run(
+                store,
+                self.deployment_id,
+                since_event=int(since),
+                log=self.log.info,
+                iam=iam,
+                site_services=AirflowSiteServices(),
+            )
         if outcome.failed:
             raise AirflowFailException(outcome.reason)
         return outcome.public()

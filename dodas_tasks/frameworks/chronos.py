@@ -13,7 +13,15 @@ from typing import Any
 from urllib.parse import quote
 
 from dodas_tasks.deploy.naming import site_name
-from dodas_tasks.frameworks.base import Cluster, DeployContext, NoNodeScripts, Runner, VerificationFailed, Verified
+from dodas_tasks.frameworks.base import (
+    Cluster,
+    DeployContext,
+    NoNodeScripts,
+    Runner,
+    SiteServices,
+    VerificationFailed,
+    Verified,
+)
 from dodas_tasks.frameworks.marathon import Transport, contains
 from dodas_tasks.frameworks.marathon_apps import text
 from dodas_tasks.tosca.units import size_to_mib
@@ -113,9 +121,16 @@ class ChronosJobs(NoNodeScripts):
     name = "chronos-jobs"
     roles = ("job",)
 
-    def __init__(self, *, chronos_conn_id: str = "dodas_chronos", deployment_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        chronos_conn_id: str = "dodas_chronos",
+        deployment_id: str | None = None,
+        site_services: SiteServices | None = None,
+    ) -> None:
         self.chronos_conn_id = chronos_conn_id
         self.deployment_id = deployment_id
+        self.site_services = site_services
 
     @property
     def prefix(self) -> str:
@@ -127,9 +142,10 @@ class ChronosJobs(NoNodeScripts):
         return self.prefix + re.sub(r"[^a-z0-9-]", "-", component.lower())
 
     def site(self) -> ChronosClient:
-        from dodas_tasks.airflow.site_services import ChronosHook
-
-        return ChronosHook(self.chronos_conn_id).get_conn()
+        """The site's Chronos (connection `chronos_conn_id`), through the site services handed in."""
+        if self.site_services is None:
+            raise ChronosError(f"{self.name}: no site services were handed in to reach {self.chronos_conn_id}")
+        return self.site_services.chronos(self.chronos_conn_id)
 
     def own_jobs(self, client: ChronosClient) -> list[dict[str, Any]]:
         return [j for j in client.jobs() if str(j.get("name", "")).startswith(self.prefix)]
