@@ -84,7 +84,7 @@ class DeploymentOperator(BaseOperator):
             return
         from airflow.sdk.log import mask_secret
 
-        from dodas_tasks.airflow.iam_hook import IamHook
+        from dodas_tasks.airflow.hooks.iam import IamHook
         from dodas_tasks.iam import RefreshTokenRevoked, mark_token_failure
 
         self.token_source = IamHook().token_source(store, self.deployment_id)
@@ -135,7 +135,7 @@ class ProvisionGroupOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
-        from dodas_tasks.airflow.triggers import ServersReadyTrigger
+        from dodas_tasks.airflow.triggers.servers_ready import ServersReadyTrigger
 
         with self._store() as store:
             progress = self._provisioner(store).start()
@@ -169,7 +169,7 @@ class ComponentOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
-        from dodas_tasks.airflow.site_services import AirflowSiteServices
+        from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
@@ -195,7 +195,7 @@ class VerifyOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
-        from dodas_tasks.airflow.site_services import AirflowSiteServices
+        from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
@@ -216,7 +216,7 @@ class FinalizeOperator(DeploymentOperator):
         self.begin_task_id = begin_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from dodas_tasks.airflow.site_services import AirflowSiteServices
+        from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
         from dodas_tasks.deploy.finalize import finalize_run
         from dodas_tasks.iam.cluster_client import stored_client
 
@@ -224,7 +224,7 @@ class FinalizeOperator(DeploymentOperator):
         with self._store() as store:
             iam = None
             if stored_client(store.get_deployment(self.deployment_id)) is not None:
-                from dodas_tasks.airflow.iam_hook import IamHook
+                from dodas_tasks.airflow.hooks.iam import IamHook
 
                 iam = IamHook().client  # deletes the cluster's own IAM client when the deployment goes
             outcome = finalize_run(
