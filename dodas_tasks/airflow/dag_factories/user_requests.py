@@ -12,7 +12,7 @@ from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from dodas_tasks.airflow.dag_factories import START
-from dodas_tasks.airflow.hooks.airflow_api import API_CONN_ID, AirflowApi
+from dodas_tasks.airflow.hooks.airflow_api import API_CONN_ID, rest_client
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.deploy.naming import dag_id
 from dodas_tasks.store import DeploymentNotFoundError, Store
@@ -192,7 +192,7 @@ def register_submission(params: dict[str, Any], user: str | None) -> dict[str, s
 
 def publish_deployment_dag(info: dict[str, str]) -> dict[str, str]:
     """Make the new deployment DAG appear now (re-parse its file) instead of at the next periodic parse."""
-    api = AirflowApi.connect()
+    api = rest_client()
     if api is None:
         log.info("no %r connection: %s appears at the next periodic parse of the DAG folder", API_CONN_ID, info)
         return info

@@ -7,71 +7,49 @@ Without the connection every caller falls back to what works without it (periodi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from airflow.sdk import BaseHook
+
+from dodas_tasks.airflow.rest_api import AirflowRestClient
 
 API_CONN_ID = "dodas_api"
 TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
-class AirflowApi:
-    """Base URL and the user tasks act as (its password never leaves this object: repr hides it)."""
+class AirflowApiHook(BaseHook):
+    """The REST API as a connection (conn_type http): host, port, schema, and the user tasks act as."""
 
-    base: str
-    login: str
-    password: str
+    conn_name_attr = "api_conn_id"
+    default_conn_name = API_CONN_ID
+    conn_type = "http"
+    hook_name = "DODAS: this Airflow's REST API"
 
-    def __repr__(self) -> str:
-        return f"AirflowApi({self.base!r}, login={self.login!r})"
+    def __init__(self, api_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.api_conn_id = api_conn_id
 
-    @classmethod
-    def _of(cls, conn: Any) -> AirflowApi:
-        return cls(f"{conn.schema or 'http'}://{conn.host}:{conn.port}", conn.login or "", conn.password or "")
+    def get_conn(self) -> AirflowRestClient:
+        return client_from_connection(self.get_connection(self.api_conn_id))
 
-    @classmethod
-    def connect(cls) -> AirflowApi | None:
-        try:
-            return cls._of(BaseHook.get_connection(API_CONN_ID))
-        except Exception:
-            return None
 
-    @classmethod
-    async def aconnect(cls) -> AirflowApi | None:
-        """The same from a trigger (the triggerer answers connection lookups asynchronously)."""
-        try:
-            return cls._of(await BaseHook.aget_connection(API_CONN_ID))
-        except Exception:
-            return None
+def rest_client() -> AirflowRestClient | None:
+    """The REST client from the `dodas_api` connection; None without it."""
+    try:
+        return AirflowApiHook().get_conn()
+    except Exception:
+        return None
 
-    def _credentials(self) -> dict[str, str]:
-        return {"username": self.login, "password": self.password}
 
-    def _headers(self, client: httpx.Client) -> dict[str, str]:
-        reply = client.post(f"{self.base}/auth/token", json=self._credentials())
-        reply.raise_for_status()
-        return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+async def arest_client() -> AirflowRestClient | None:
+    """The same from a trigger (the triggerer answers connection lookups asynchronously)."""
+    try:
+        return client_from_connection(await BaseHook.aget_connection(API_CONN_ID))
+    except Exception:
+        return None
 
-    def reparse_file_of(self, dag_id: str) -> None:
-        """Ask the DAG processor to parse the file that defines `dag_id` now."""
-        with httpx.Client(timeout=TIMEOUT_S) as client:
-            headers = self._headers(client)
-            details = client.get(f"{self.base}/api/v2/dags/{dag_id}/details", headers=headers)
-            details.raise_for_status()
-            token = details.json()["file_token"]
-            client.put(f"{self.base}/api/v2/parseDagFile/{token}", headers=headers).raise_for_status()
 
-    async def atrigger_run(self, dag_id: str, note: str) -> str:
-        """Create a run of `dag_id` (queued behind a running one: max_active_runs=1); returns its run id."""
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-            reply = await client.post(f"{self.base}/auth/token", json=self._credentials())
-            reply.raise_for_status()
-            headers = {"Authorization": f"Bearer {reply.json()['access_token']}"}
-            run = await client.post(
-                f"{self.base}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "note": note}, headers=headers
-            )
-            run.raise_for_status()
-            return str(run.json()["dag_run_id"])
+def client_from_connection(conn: Any) -> AirflowRestClient:
+    return AirflowRestClient(
+        f"{conn.schema or 'http'}://{conn.host}:{conn.port}", conn.login or "", conn.password or "", timeout=TIMEOUT_S
+    )

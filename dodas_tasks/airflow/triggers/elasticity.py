@@ -71,13 +71,13 @@ class ElasticityTrigger(BaseTrigger):
 
     async def _start_run(self, note: str) -> str | None:
         """The deployment run, created here through the REST API; None leaves it to the task."""
-        from dodas_tasks.airflow.hooks.airflow_api import AirflowApi
+        from dodas_tasks.airflow.hooks.airflow_api import arest_client
 
-        api = await AirflowApi.aconnect()
+        api = await arest_client()
         if api is None:
             return None
         try:
-            run_id = await api.atrigger_run(dag_id(self.deployment_id), note[:1000])
+            run_id = await api.atrigger_dag(dag_id(self.deployment_id), note=note[:1000])
         except Exception as exc:  # the API is down or refuses: the task starts the run instead
             self.log.warning("%s: could not start the deployment run through the REST API: %s", self.deployment_id, exc)
             return None
