@@ -57,8 +57,8 @@ def static_file(path: Path, ids: list[str]) -> None:
     """The same DAGs written out literally: no store read, no Plan decoding."""
     lines = [
         "from airflow.sdk import DAG",
-        "from dodas_tasks.airflow.dag_factory import START",
-        "from dodas_tasks.airflow.operators import (BeginOperator, ComponentOperator, FinalizeOperator,",
+        "from dodas_tasks.airflow.dag_factories import START",
+        "from dodas_tasks.airflow.operators.deployment import (BeginOperator, ComponentOperator, FinalizeOperator,",
         "    ProvisionGroupOperator, VerifyOperator)",
         "from datetime import timedelta",
     ]

@@ -144,7 +144,7 @@ def run_queued_after(stack, deployment_id: str, after: datetime) -> datetime | N
     """When the deployment DAG's run (asked for by the elasticity DAG) was queued."""
     from dodas_tasks.naming import deployment_dag_id
 
-    runs = stack.api("GET", f"/api/v2/dags/{deployment_dag_id(deployment_id)}/dagRuns")["dag_runs"]
+    runs = stack.rest.api("GET", f"/api/v2/dags/{deployment_dag_id(deployment_id)}/dagRuns")["dag_runs"]
     times = [datetime.fromisoformat(r["queued_at"]) for r in runs if r.get("queued_at")]
     times = [t for t in times if t >= after]
     return min(times) if times else None
@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--only", choices=["heal"], help="measure heal detection (its own run: healing DAG on)")
     args = parser.parse_args()
-    from dodas_tasks.airflow_stack import AirflowStack
+    from dodas_tasks.devstack.local_airflow import AirflowStack
     from dodas_tasks.store import Store
 
     dags = TMP / "dags"
@@ -333,8 +333,8 @@ def wait_watching(store, stack, deployments: list[tuple[str, str]]) -> None:
     while pending and time.monotonic() < deadline:
         for name in list(pending):
             runs = (
-                stack.api("GET", f"/api/v2/dags/{name}/dagRuns/~/taskInstances", params={"state": "deferred"})
-                if stack.dag_exists(name)
+                stack.rest.api("GET", f"/api/v2/dags/{name}/dagRuns/~/taskInstances", params={"state": "deferred"})
+                if stack.rest.dag_exists(name)
                 else {"total_entries": 0}
             )
             if runs["total_entries"]:

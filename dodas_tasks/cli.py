@@ -146,7 +146,8 @@ def submit(
     With an IAM access token (env DODAS_ACCESS_TOKEN, or --oidc-agent ACCOUNT) the deployment is delegated to you.
     """
     from dodas_tasks import demo
-    from dodas_tasks.airflow_stack import StackError
+    from dodas_tasks.airflow.rest_api import AirflowApiError
+    from dodas_tasks.devstack.local_airflow import StackError
 
     s = _stack()
     path = Path(template)
@@ -161,7 +162,7 @@ def submit(
         conf["template"] = template
     try:
         deployment_id = demo.submit(s, conf, typer.echo)
-    except StackError as exc:
+    except (StackError, AirflowApiError) as exc:
         _fail(str(exc))
     typer.echo(deployment_id)
     if wait:
@@ -263,7 +264,8 @@ def demo_command(
 ) -> None:
     """Start Airflow if needed, deploy the local Spark template (1 master + N workers), verify it with SparkPi."""
     from dodas_tasks import demo
-    from dodas_tasks.airflow_stack import StackError
+    from dodas_tasks.airflow.rest_api import AirflowApiError
+    from dodas_tasks.devstack.local_airflow import StackError
 
     started_at = time.monotonic()
     s = demo.stack()
@@ -290,7 +292,7 @@ def demo_command(
             ok = ok and final == "DELETE_COMPLETE"
         else:
             typer.echo(f"the cluster stays up: `dodas status {deployment_id}`, `dodas undeploy {deployment_id}`")
-    except StackError as exc:
+    except (StackError, AirflowApiError) as exc:
         typer.echo(str(exc), err=True)
     finally:
         if once and started:

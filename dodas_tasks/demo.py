@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dodas_tasks.airflow_stack import AirflowStack, StackError
+from dodas_tasks.devstack.local_airflow import AirflowStack, StackError
 from dodas_tasks.naming import SCALE_DAG_ID, SUBMIT_DAG_ID, UNDEPLOY_DAG_ID
 from dodas_tasks.store import DeploymentStatus, Store
 
@@ -51,13 +51,13 @@ def ensure_running(s: AirflowStack, echo: Echo) -> bool:
 def submit(s: AirflowStack, conf: dict[str, Any], echo: Echo) -> str:
     """Through the dodas_submit DAG (conf: template or template_text, inputs, cloud), as a UI or REST user
     would; returns the deployment id once its DAG exists."""
-    run_id = s.trigger_dag(SUBMIT_DAG_ID, conf)
-    state = s.wait_for_run(SUBMIT_DAG_ID, run_id, timeout=300)
+    run_id = s.rest.trigger_dag(SUBMIT_DAG_ID, conf)
+    state = s.rest.wait_for_run(SUBMIT_DAG_ID, run_id, timeout=300)
     if state != "success":
         raise StackError(submit_error(s, run_id))
-    info = s.xcom(SUBMIT_DAG_ID, run_id, "register")
+    info = s.rest.xcom(SUBMIT_DAG_ID, run_id, "register")
     echo(f"deployment {info['deployment_id']} registered (DAG {info['dag_id']})")
-    s.wait_for_dag(info["dag_id"], timeout=120, reparse_via=SUBMIT_DAG_ID)
+    s.rest.wait_for_dag(info["dag_id"], timeout=120, reparse_via=SUBMIT_DAG_ID)
     return str(info["deployment_id"])
 
 
@@ -101,10 +101,10 @@ def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, since: int = 0
 
 def undeploy(s: AirflowStack, deployment_id: str) -> str:
     """Through the dodas_undeploy DAG; returns that run's state."""
-    run_id = s.trigger_dag(UNDEPLOY_DAG_ID, {"deployment_id": deployment_id})
-    return s.wait_for_run(UNDEPLOY_DAG_ID, run_id, timeout=120)
+    run_id = s.rest.trigger_dag(UNDEPLOY_DAG_ID, {"deployment_id": deployment_id})
+    return s.rest.wait_for_run(UNDEPLOY_DAG_ID, run_id, timeout=120)
 
 
 def scale(s: AirflowStack, deployment_id: str, group: str, count: int) -> str:
-    run_id = s.trigger_dag(SCALE_DAG_ID, {"deployment_id": deployment_id, "group": group, "count": count})
-    return s.wait_for_run(SCALE_DAG_ID, run_id, timeout=120)
+    run_id = s.rest.trigger_dag(SCALE_DAG_ID, {"deployment_id": deployment_id, "group": group, "count": count})
+    return s.rest.wait_for_run(SCALE_DAG_ID, run_id, timeout=120)

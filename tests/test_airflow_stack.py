@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dodas_tasks.airflow_stack import AirflowStack
+from dodas_tasks.devstack.local_airflow import AirflowStack
 
 pytestmark = pytest.mark.slow
 
@@ -113,42 +113,42 @@ def test_secrets_and_password_are_kept_across_instances(stack: AirflowStack) -> 
 
 
 def test_two_task_dag_runs_and_returns_xcom(stack: AirflowStack) -> None:
-    stack.wait_for_dag("two_steps", timeout=120)
+    stack.rest.wait_for_dag("two_steps", timeout=120)
     triggered = time.monotonic()
-    run_id = stack.trigger_dag("two_steps", {"n": 21})
-    assert stack.wait_for_run("two_steps", run_id, timeout=300, poll=0.2) == "success"
+    run_id = stack.rest.trigger_dag("two_steps", {"n": 21})
+    assert stack.rest.wait_for_run("two_steps", run_id, timeout=300, poll=0.2) == "success"
     print(f"\n[measure] trigger → success (2 tasks): {time.monotonic() - triggered:.1f} s")
-    assert stack.xcom("two_steps", run_id, "double") == 42
-    assert stack.xcom("two_steps", run_id, "make") == {"n": 21}
+    assert stack.rest.xcom("two_steps", run_id, "double") == 42
+    assert stack.rest.xcom("two_steps", run_id, "make") == {"n": 21}
 
 
 def test_new_row_in_generator_file_becomes_a_dag_by_itself(stack: AirflowStack) -> None:
-    stack.wait_for_dag("gen_alpha", timeout=120)
+    stack.rest.wait_for_dag("gen_alpha", timeout=120)
     _set_rows(stack.dags_folder, ["alpha", "beta"])
     added = time.monotonic()
-    stack.wait_for_dag("gen_beta", timeout=120)
+    stack.rest.wait_for_dag("gen_beta", timeout=120)
     print(f"\n[measure] new row → DAG visible, periodic re-parse only: {time.monotonic() - added:.1f} s")
 
 
 def test_reparse_request_makes_a_new_row_runnable(stack: AirflowStack) -> None:
-    stack.wait_for_dag("gen_alpha", timeout=120)
+    stack.rest.wait_for_dag("gen_alpha", timeout=120)
     _set_rows(stack.dags_folder, ["alpha", "beta", "gamma"])
     added = time.monotonic()
-    stack.wait_for_dag("gen_gamma", timeout=120, reparse_via="gen_alpha", poll=0.1)
+    stack.rest.wait_for_dag("gen_gamma", timeout=120, reparse_via="gen_alpha", poll=0.1)
     visible = time.monotonic()
-    run_id = stack.trigger_dag("gen_gamma")
-    assert stack.wait_for_run("gen_gamma", run_id, timeout=300, poll=0.2) == "success"
+    run_id = stack.rest.trigger_dag("gen_gamma")
+    assert stack.rest.wait_for_run("gen_gamma", run_id, timeout=300, poll=0.2) == "success"
     print(
         f"\n[measure] new row → DAG visible with PUT parseDagFile: {visible - added:.1f} s;"
         f" → run succeeded: {time.monotonic() - added:.1f} s"
     )
-    assert stack.xcom("gen_gamma", run_id, "hello") == "hello gamma"
+    assert stack.rest.xcom("gen_gamma", run_id, "hello") == "hello gamma"
 
 
 def test_stop_ends_every_process_and_frees_the_port(stack: AirflowStack) -> None:
-    stack.wait_for_dag("two_steps", timeout=120)
+    stack.rest.wait_for_dag("two_steps", timeout=120)
     # A run in flight while stopping: its task processes live in their own process groups.
-    stack.trigger_dag("two_steps", {"n": 1})
+    stack.rest.trigger_dag("two_steps", {"n": 1})
     recorded = json.loads(stack.pid_file.read_text())["components"]
     tree: dict[int, psutil.Process] = {}
     for record in recorded.values():

@@ -135,7 +135,7 @@ def test_submit_dag_registers_and_the_deployment_dag_appears_then_retires(
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dodas_tasks.airflow.dag_factory import deployment_dags
+    from dodas_tasks.airflow.dag_factories.deployment import deployment_dags
 
     secret = "s3cret-Value-never-shown"
     run = run_dag("dodas_submit", run_conf={"template_text": PLAIN, "inputs": {"admin_password": secret}})

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from dodas_tasks.airflow_stack import AirflowStack
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
+from dodas_tasks.devstack.local_airflow import AirflowStack
 from dodas_tasks.frameworks.cluster_view import cluster_of
 from dodas_tasks.frameworks.spark import SparkStandalone, read_master_state
 from dodas_tasks.naming import deployment_dag_id
@@ -115,7 +115,7 @@ def events(store: Store, deployment_id: str, kind: str) -> list[str]:
 
 def started_by_trigger(stack: AirflowStack, deployment_id: str) -> list[dict]:
     """Deployment runs the elasticity trigger created itself through the REST API (noted with the decision)."""
-    runs = stack.api("GET", f"/api/v2/dags/{deployment_dag_id(deployment_id)}/dagRuns")["dag_runs"]
+    runs = stack.rest.api("GET", f"/api/v2/dags/{deployment_dag_id(deployment_id)}/dagRuns")["dag_runs"]
     return [r for r in runs if (r.get("note") or "").startswith("scale_out: ")]
 
 
@@ -128,7 +128,7 @@ def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: Air
         store, TEMPLATE, inputs, options={"backlog_window": 3, "poll_interval": 1, "cooldown": 5}
     )
     try:
-        stack.wait_for_dag(deployment_dag_id(deployment_id), reparse_via="dodas_submit")
+        stack.rest.wait_for_dag(deployment_dag_id(deployment_id), reparse_via="dodas_submit")
         poll(lambda: status_is(store, deployment_id, DeploymentStatus.CREATE_COMPLETE), "the cluster")
         master_ip = store.list_nodes(deployment_id, group="spark-master-server")[0].private_ip
         assert master_ip
@@ -179,7 +179,7 @@ def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: Air
         history = store.list_events(deployment_id, limit=1000)  # shown when the test fails
         print("\n".join(f"{e.time:%H:%M:%S} {e.kind}: {e.message}" for e in history), file=sys.stderr)
         service.request_undeploy(store, deployment_id)
-        stack.trigger_dag(deployment_dag_id(deployment_id))
+        stack.rest.trigger_dag(deployment_dag_id(deployment_id))
         deleted = DeploymentStatus.DELETE_COMPLETE
         poll(lambda: store.get_deployment(deployment_id).status == deleted, "the deployment to be deleted")
         store.close()
@@ -230,7 +230,7 @@ def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(hea
     store, cloud = Store(), LocalCloud()
     deployment_id = service.submit(store, SPARK, {"number_of_workers": 1})  # default grace: lost VMs need none
     try:
-        stack.wait_for_dag(deployment_dag_id(deployment_id), reparse_via="dodas_submit")
+        stack.rest.wait_for_dag(deployment_dag_id(deployment_id), reparse_via="dodas_submit")
 
         def complete() -> bool:
             dep = store.get_deployment(deployment_id)
@@ -263,7 +263,7 @@ def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(hea
         assert "SparkPi" in events(store, deployment_id, "verify")[-1]  # a new master is checked with a job
     finally:
         service.request_undeploy(store, deployment_id)
-        stack.trigger_dag(deployment_dag_id(deployment_id))
+        stack.rest.trigger_dag(deployment_dag_id(deployment_id))
         deleted = DeploymentStatus.DELETE_COMPLETE
         poll(lambda: store.get_deployment(deployment_id).status == deleted, "the deployment to be deleted")
         store.close()

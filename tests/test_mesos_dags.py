@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dodas_tasks.airflow.dag_factory import build_deployment_dag
+from dodas_tasks.airflow.dag_factories.deployment import build_deployment_dag
 from dodas_tasks.deploy import service
 from dodas_tasks.frameworks.registry import binding_for
 from dodas_tasks.store import Store

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dodas_tasks.airflow_stack import AirflowStack
+from dodas_tasks.devstack.local_airflow import AirflowStack
 from dodas_tasks.store import DeploymentStatus, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,19 +75,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
 def test_submit_and_undeploy_through_the_rest_api(stack: AirflowStack, monkeypatch: pytest.MonkeyPatch) -> None:
     env = stack.env()
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", env["AIRFLOW__CORE__FERNET_KEY"])  # read the store as Airflow does
-    run_id = stack.trigger_dag("dodas_submit", {"template_text": PLAIN, "inputs": {}})
-    assert stack.wait_for_run("dodas_submit", run_id, timeout=300) == "success"
-    info = stack.xcom("dodas_submit", run_id, "register")
-    stack.wait_for_dag(info["dag_id"], timeout=60)  # appears through the submit DAG's own re-parse request
+    run_id = stack.rest.trigger_dag("dodas_submit", {"template_text": PLAIN, "inputs": {}})
+    assert stack.rest.wait_for_run("dodas_submit", run_id, timeout=300) == "success"
+    info = stack.rest.xcom("dodas_submit", run_id, "register")
+    stack.rest.wait_for_dag(info["dag_id"], timeout=60)  # appears through the submit DAG's own re-parse request
     assert wait_status(info["deployment_id"], {"CREATE_COMPLETE", "CREATE_FAILED"}) == DeploymentStatus.CREATE_COMPLETE
-    runs = stack.api("GET", f"/api/v2/dags/{info['dag_id']}/dagRuns")["dag_runs"]
+    runs = stack.rest.api("GET", f"/api/v2/dags/{info['dag_id']}/dagRuns")["dag_runs"]
     assert [r["run_type"] for r in runs] == ["scheduled"]  # the first run started by itself (@once)
 
-    bad = stack.trigger_dag("dodas_undeploy", {"deployment_id": "0" * 36})
-    assert stack.wait_for_run("dodas_undeploy", bad, timeout=120) == "failed"  # unknown id: refused, clearly
+    bad = stack.rest.trigger_dag("dodas_undeploy", {"deployment_id": "0" * 36})
+    assert stack.rest.wait_for_run("dodas_undeploy", bad, timeout=120) == "failed"  # unknown id: refused, clearly
 
-    run_id = stack.trigger_dag("dodas_undeploy", {"deployment_id": info["deployment_id"]})
-    assert stack.wait_for_run("dodas_undeploy", run_id, timeout=120) == "success"
+    run_id = stack.rest.trigger_dag("dodas_undeploy", {"deployment_id": info["deployment_id"]})
+    assert stack.rest.wait_for_run("dodas_undeploy", run_id, timeout=120) == "success"
     final = wait_status(info["deployment_id"], {"DELETE_COMPLETE", "DELETE_FAILED"})
     assert final == DeploymentStatus.DELETE_COMPLETE
     with Store() as store:

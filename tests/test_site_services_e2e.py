@@ -172,7 +172,7 @@ def test_a_rolled_back_creation_removes_its_apps_from_the_site(
 
 
 def test_a_missing_site_connection_says_which_to_define(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dodas_tasks.airflow.site_services import ChronosHook
+    from dodas_tasks.airflow.hooks.site_services import ChronosHook
 
     monkeypatch.delenv("AIRFLOW_CONN_DODAS_CHRONOS", raising=False)
     with pytest.raises(ValueError, match="define the Airflow connection 'dodas_chronos'"):

@@ -18,6 +18,7 @@ from dodas_tasks.frameworks.base import (
     Node,
     Script,
     ScriptResult,
+    SiteServices,
     Verified,
 )
 from dodas_tasks.frameworks.cluster_view import (
@@ -27,7 +28,14 @@ from dodas_tasks.frameworks.cluster_view import (
     framework_names,
     ready_nodes,
 )
-from dodas_tasks.frameworks.registry import Binding, framework, framework_settings, needs_deployment_id, needs_runner
+from dodas_tasks.frameworks.registry import (
+    Binding,
+    framework,
+    framework_settings,
+    needs_deployment_id,
+    needs_runner,
+    needs_site_services,
+)
 from dodas_tasks.iam.cluster_client import ensure_cluster_client, stored_client
 from dodas_tasks.iam.errors import IdpError
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState, Store
@@ -59,14 +67,17 @@ class Deployer:
         log: Log = print,
         tokens: TokenSource | None = None,
         on_secret: Callable[[str], None] | None = None,
+        site_services: SiteServices | None = None,
     ) -> None:
         """tokens: the owner's token source (delegated deployments); frameworks' IAM credentials come from it.
-        on_secret: told every secret obtained while deploying (Airflow's mask_secret), before anything logs it."""
+        on_secret: told every secret obtained while deploying (Airflow's mask_secret), before anything logs it.
+        site_services: the site's Marathon and Chronos, for components hosted on no VM of the deployment."""
         self.store = store
         self.deployment_id = deployment_id
         self.log = log
         self.tokens = tokens
         self.on_secret = on_secret or (lambda _secret: None)
+        self.site_services = site_services
         self.deployment = store.get_deployment(deployment_id)
         self.plan = self.deployment.plan
         self._private_key = store.get_ssh_private_key(deployment_id)
@@ -87,12 +98,15 @@ class Deployer:
 
     def framework(self, name: str) -> Framework:
         """Framework `name` with this deployment's site settings (submit options: container runtime, ports …),
-        and this deployment's SSH runner when the framework reads its load through a node."""
+        this deployment's SSH runner when the framework reads its load through a node, and the site services
+        handed in when it puts work on them."""
         settings = framework_settings(self.deployment.options, name)
         if needs_runner(name):
             settings["runner"] = self.run
         if needs_deployment_id(name):
             settings["deployment_id"] = self.deployment_id
+        if needs_site_services(name):
+            settings["site_services"] = self.site_services
         return framework(name, settings)
 
     def frameworks(self) -> list[str]:

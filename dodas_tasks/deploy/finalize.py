@@ -12,6 +12,7 @@ from dodas_tasks.naming import key_pair_name
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 
 if TYPE_CHECKING:
+    from dodas_tasks.frameworks.base import SiteServices
     from dodas_tasks.iam import IamClient
 
 FAILURE_EVENT = "task_failed"  # one event per failed task of a run: "<task id>: <reason naming the node>"
@@ -38,8 +39,10 @@ def finalize_run(
     since_event: int,
     log: Callable[[str], None] = print,
     iam: IamClient | None = None,
+    site_services: SiteServices | None = None,
 ) -> RunOutcome:
-    """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends."""
+    """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends.
+    site_services: the site's Marathon and Chronos, to remove what the deployment put there."""
     dep = store.get_deployment(deployment_id)
     failures = [
         e.message
@@ -55,7 +58,7 @@ def finalize_run(
         from dodas_tasks.deploy.components import Deployer
 
         try:
-            released = Deployer(store, deployment_id, log=log).release()
+            released = Deployer(store, deployment_id, log=log, site_services=site_services).release()
         except Exception as exc:  # whatever stops it, the apps must not be forgotten on the site
             reason = f"the deployment's apps on a site service were not removed ({exc}); run the deletion again"
             store.set_status(deployment_id, DeploymentStatus.DELETE_FAILED, reason)
@@ -77,7 +80,7 @@ def finalize_run(
     if failures:
         reason = "; ".join(failures)
         if creating:
-            return _failed_creation(store, dep, reason, log)
+            return _failed_creation(store, dep, reason, log, site_services)
         store.set_status(deployment_id, DeploymentStatus.UPDATE_FAILED, reason)
         return RunOutcome(DeploymentStatus.UPDATE_FAILED, reason, failed=True)
     from dodas_tasks.deploy.components import Deployer
@@ -98,7 +101,9 @@ def next_cloud(dep: DeploymentRecord) -> str | None:
     return dep.clouds[position + 1] if position + 1 < len(dep.clouds) else None
 
 
-def remove_everything(store: Store, dep: DeploymentRecord, log: Callable[[str], None]) -> None:
+def remove_everything(
+    store: Store, dep: DeploymentRecord, log: Callable[[str], None], site_services: SiteServices | None = None
+) -> None:
     """Delete every VM of every group on the deployment's current cloud, then its key pair, and what it put on
     the site's services (a refusal there is recorded as an event: the deployment and its reason stay)."""
     from dodas_tasks.deploy.components import Deployer
@@ -108,7 +113,7 @@ def remove_everything(store: Store, dep: DeploymentRecord, log: Callable[[str], 
         GroupProvisioner(store, dep.id, group, log=log).delete_all()
     get_driver(dep.cloud).delete_key_pair(key_pair_name(dep.id))
     try:
-        released = Deployer(store, dep.id, log=log).release()
+        released = Deployer(store, dep.id, log=log, site_services=site_services).release()
     except Exception as exc:  # the VMs are gone; say what stays on the site rather than hide the failure
         store.add_event(dep.id, "undeploy", f"the deployment's apps on a site service were not removed: {exc}")
         return
@@ -116,11 +121,17 @@ def remove_everything(store: Store, dep: DeploymentRecord, log: Callable[[str], 
         store.add_event(dep.id, "undeploy", f"removed from the site's services: {', '.join(released)}")
 
 
-def _failed_creation(store: Store, dep: DeploymentRecord, reason: str, log: Callable[[str], None]) -> RunOutcome:
+def _failed_creation(
+    store: Store,
+    dep: DeploymentRecord,
+    reason: str,
+    log: Callable[[str], None],
+    site_services: SiteServices | None = None,
+) -> RunOutcome:
     """A failed creation fails over to the next cloud (cleaning this one), is rolled back, or keeps what runs."""
     following = next_cloud(dep)
     if following is not None:
-        remove_everything(store, dep, log)
+        remove_everything(store, dep, log, site_services)
         store.update_deployment(
             dep.id,
             cloud=following,
@@ -131,7 +142,7 @@ def _failed_creation(store: Store, dep: DeploymentRecord, reason: str, log: Call
         store.add_event(dep.id, "failover", message)
         return RunOutcome(DeploymentStatus.CREATE_IN_PROGRESS, message, failed=True)
     if dep.options.get("on_partial") == "rollback" or not dep.options.get("keep_last_attempt", True):
-        remove_everything(store, dep, log)
+        remove_everything(store, dep, log, site_services)
         reason += " (rolled back: nothing left on the cloud)"
     store.set_status(dep.id, DeploymentStatus.CREATE_FAILED, reason)
     return RunOutcome(DeploymentStatus.CREATE_FAILED, reason, failed=True)

@@ -10,7 +10,11 @@ import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from dodas_tasks.frameworks.chronos import ChronosClient
+    from dodas_tasks.frameworks.marathon import MarathonClient
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,20 @@ WORKER_ROLES = frozenset({"worker", "slave", "agent", "wn"})  # roles the framew
 
 Runner = Callable[[Node, Script], ScriptResult]
 """Runs a script on a node and returns its result (SSH in production, a local shell in tests)."""
+
+
+class SiteServices(Protocol):
+    """A site's shared services, where a template's apps and jobs hosted on no VM of the deployment go (as the
+    INDIGO orchestrator sent them to the site's Marathon and Chronos). Handed in like the Runner: the caller knows
+    where the services are (the Airflow layer, from Airflow connections); a framework only names the connection."""
+
+    def marathon(self, conn_id: str, *, poll_seconds: float) -> MarathonClient:
+        """The site's Marathon behind connection `conn_id`."""
+        ...
+
+    def chronos(self, conn_id: str) -> ChronosClient:
+        """The site's Chronos behind connection `conn_id`."""
+        ...
 
 
 @dataclass(frozen=True)

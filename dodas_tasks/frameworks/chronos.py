@@ -11,7 +11,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from dodas_tasks.frameworks.base import Cluster, DeployContext, NoNodeScripts, Runner, VerificationFailed, Verified
+from dodas_tasks.frameworks.base import (
+    Cluster,
+    DeployContext,
+    NoNodeScripts,
+    Runner,
+    SiteServices,
+    VerificationFailed,
+    Verified,
+)
 from dodas_tasks.frameworks.marathon import Transport, contains
 from dodas_tasks.frameworks.marathon_apps import text
 from dodas_tasks.naming import chronos_job_name, chronos_job_prefix
@@ -112,9 +120,16 @@ class ChronosJobs(NoNodeScripts):
     name = "chronos-jobs"
     roles = ("job",)
 
-    def __init__(self, *, chronos_conn_id: str = "dodas_chronos", deployment_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        chronos_conn_id: str = "dodas_chronos",
+        deployment_id: str | None = None,
+        site_services: SiteServices | None = None,
+    ) -> None:
         self.chronos_conn_id = chronos_conn_id
         self.deployment_id = deployment_id
+        self.site_services = site_services
 
     def _owner(self) -> str:
         if not self.deployment_id:
@@ -129,9 +144,10 @@ class ChronosJobs(NoNodeScripts):
         return chronos_job_name(self._owner(), component)
 
     def site(self) -> ChronosClient:
-        from dodas_tasks.airflow.site_services import ChronosHook
-
-        return ChronosHook(self.chronos_conn_id).get_conn()
+        """The site's Chronos (connection `chronos_conn_id`), through the site services handed in."""
+        if self.site_services is None:
+            raise ChronosError(f"{self.name}: no site services were handed in to reach {self.chronos_conn_id}")
+        return self.site_services.chronos(self.chronos_conn_id)
 
     def own_jobs(self, client: ChronosClient) -> list[dict[str, Any]]:
         return [j for j in client.jobs() if str(j.get("name", "")).startswith(self.prefix)]

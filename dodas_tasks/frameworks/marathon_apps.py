@@ -19,6 +19,7 @@ from dodas_tasks.frameworks.base import (
     Node,
     Runner,
     Script,
+    SiteServices,
     VerificationFailed,
     Verified,
 )
@@ -244,11 +245,17 @@ class MarathonApps(MarathonFramework):
     api_roles = ("app",)
 
     def __init__(
-        self, *, marathon_conn_id: str = "dodas_marathon", deployment_id: str | None = None, **kw: Any
+        self,
+        *,
+        marathon_conn_id: str = "dodas_marathon",
+        deployment_id: str | None = None,
+        site_services: SiteServices | None = None,
+        **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.marathon_conn_id = marathon_conn_id
         self.deployment_id = deployment_id
+        self.site_services = site_services
 
     def _owner(self) -> str:
         if not self.deployment_id:
@@ -275,10 +282,10 @@ class MarathonApps(MarathonFramework):
         return [marathon_app(self.app_id(context.component), props, str(image), host)]
 
     def site(self) -> MarathonClient:
-        """The site's Marathon, from the Airflow connection."""
-        from dodas_tasks.airflow.site_services import MarathonHook
-
-        return MarathonHook(self.marathon_conn_id, poll_seconds=self.poll_seconds).get_conn()
+        """The site's Marathon (connection `marathon_conn_id`), through the site services handed in."""
+        if self.site_services is None:
+            raise MarathonError(f"{self.name}: no site services were handed in to reach {self.marathon_conn_id}")
+        return self.site_services.marathon(self.marathon_conn_id, poll_seconds=self.poll_seconds)
 
     def deploy(self, context: DeployContext) -> list[str]:
         if context.role not in self.api_roles or context.cluster.nodes(context.role):

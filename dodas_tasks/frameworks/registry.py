@@ -99,6 +99,12 @@ def needs_deployment_id(name: str) -> bool:
     return "deployment_id" in inspect.signature(framework_class(name)).parameters
 
 
+@functools.cache
+def needs_site_services(name: str) -> bool:
+    """The framework puts what the template hosts on no VM onto the site's services (`site_services=`)."""
+    return "site_services" in inspect.signature(framework_class(name)).parameters
+
+
 _SIMPLE = (str, int, float, bool)
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from airflow.sdk import DAG, get_parsing_context
 
-from dodas_tasks.airflow.operators import (
+from dodas_tasks.airflow.dag_factories import START
+from dodas_tasks.airflow.operators.deployment import (
     BeginOperator,
     ComponentOperator,
     FailoverOperator,
@@ -25,7 +26,6 @@ from dodas_tasks.naming import deployment_dag_id
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
 
-START = datetime(2024, 1, 1, tzinfo=UTC)
 log = logging.getLogger(__name__)
 _ORDERING = {"HostedOn", "DependsOn", "ConnectsTo"}
 

@@ -84,7 +84,7 @@ class DeploymentOperator(BaseOperator):
             return
         from airflow.sdk.log import mask_secret
 
-        from dodas_tasks.airflow.iam_hook import IamHook
+        from dodas_tasks.airflow.hooks.iam import IamHook
         from dodas_tasks.iam import RefreshTokenRevoked, mark_token_failure
 
         self.token_source = IamHook().token_source(store, self.deployment_id)
@@ -135,7 +135,7 @@ class ProvisionGroupOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
-        from dodas_tasks.airflow.triggers import ServersReadyTrigger
+        from dodas_tasks.airflow.triggers.servers_ready import ServersReadyTrigger
 
         with self._store() as store:
             progress = self._provisioner(store).start()
@@ -169,6 +169,7 @@ class ComponentOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
+        from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
@@ -177,7 +178,12 @@ class ComponentOperator(DeploymentOperator):
             from airflow.sdk.log import mask_secret
 
             deployer = Deployer(
-                store, self.deployment_id, log=self.log.info, tokens=self.token_source, on_secret=mask_secret
+                store,
+                self.deployment_id,
+                log=self.log.info,
+                tokens=self.token_source,
+                on_secret=mask_secret,
+                site_services=AirflowSiteServices(),
             )
             return deployer.apply(self.component)
 
@@ -189,12 +195,14 @@ class VerifyOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> list[str]:
+        from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
             if self._deleting(store):
                 raise AirflowSkipException("deployment is being deleted")
-            return [check.summary for check in Deployer(store, self.deployment_id, log=self.log.info).verify()]
+            deployer = Deployer(store, self.deployment_id, log=self.log.info, site_services=AirflowSiteServices())
+            return [check.summary for check in deployer.verify()]
 
 
 class FinalizeOperator(DeploymentOperator):
@@ -208,6 +216,7 @@ class FinalizeOperator(DeploymentOperator):
         self.begin_task_id = begin_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
         from dodas_tasks.deploy.finalize import finalize_run
         from dodas_tasks.iam.cluster_client import stored_client
 
@@ -215,10 +224,17 @@ class FinalizeOperator(DeploymentOperator):
         with self._store() as store:
             iam = None
             if stored_client(store.get_deployment(self.deployment_id)) is not None:
-                from dodas_tasks.airflow.iam_hook import IamHook
+                from dodas_tasks.airflow.hooks.iam import IamHook
 
                 iam = IamHook().client  # deletes the cluster's own IAM client when the deployment goes
-            outcome = finalize_run(store, self.deployment_id, since_event=int(since), log=self.log.info, iam=iam)
+            outcome = finalize_run(
+                store,
+                self.deployment_id,
+                since_event=int(since),
+                log=self.log.info,
+                iam=iam,
+                site_services=AirflowSiteServices(),
+            )
         if outcome.failed:
             raise AirflowFailException(outcome.reason)
         return outcome.public()

@@ -52,6 +52,16 @@ class ChronosHook(BaseHook):
         return ChronosClient(site_transport(self.chronos_conn_id, "Chronos"))
 
 
+class AirflowSiteServices:
+    """The site's services from Airflow connections: what the deployment operators hand the frameworks."""
+
+    def marathon(self, conn_id: str, *, poll_seconds: float) -> MarathonClient:
+        return MarathonHook(conn_id, poll_seconds=poll_seconds).get_conn()
+
+    def chronos(self, conn_id: str) -> ChronosClient:
+        return ChronosHook(conn_id).get_conn()
+
+
 def site_transport(conn_id: str, service: str) -> HttpTransport:
     """The transport to a site's service, or an error saying which connection to define."""
     try:

@@ -1,9 +1,10 @@
-"""Start and stop a real Airflow 3.3.2 stack on loopback, as plain subprocesses.
+"""Start and stop a real local Airflow 3.3.2 stack on loopback, as plain subprocesses.
 
 `dodas demo` and the end-to-end tests need the four Airflow components running with settings that keep
 everything on 127.0.0.1 and make new DAGs runnable within seconds; this module owns that recipe and
 the clean shutdown (LocalExecutor workers and task processes live in other process groups).
-No Airflow import here: Airflow is driven through its CLI and its REST API only.
+No Airflow import here: Airflow is driven through its CLI and its REST API only (`rest`, the project's one
+REST client, logged in as the stack's admin).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any
 import httpx
 import psutil
 
+from dodas_tasks.airflow.rest_api import AirflowRestClient
+
 ADMIN_USER = "admin"
 PID_FILE_NAME = "dodas-stack.json"
 SECRETS_FILE_NAME = "dodas-stack-secrets.json"
@@ -35,7 +38,6 @@ PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json"
 DEFAULT_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Health endpoint field for each component that heartbeats (the api-server answers the endpoint itself).
 HEALTH_FIELD = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
-FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 
 class StackError(RuntimeError):
@@ -68,13 +70,20 @@ class AirflowStack:
         self.pid_file = self.airflow_home / PID_FILE_NAME
         self.passwords_file = self.airflow_home / PASSWORDS_FILE_NAME
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
-        self._token: str | None = None
+        self._rest: AirflowRestClient | None = None
 
     # ---------------------------------------------------------------- configuration
 
     def ui_url(self) -> str:
         """Base URL of the api-server (UI, REST API, execution API)."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def rest(self) -> AirflowRestClient:
+        """The REST API of this stack, as its admin (trigger runs, wait for them, read XComs, re-parse files)."""
+        if self._rest is None:
+            self._rest = AirflowRestClient(self.ui_url(), *self.admin_credentials())
+        return self._rest
 
     def admin_credentials(self) -> tuple[str, str]:
         """(username, password) of the admin user; the password is generated once and kept in AIRFLOW_HOME."""
@@ -260,13 +269,7 @@ class AirflowStack:
             raise StackError(f"Airflow processes {pids} survived SIGKILL; pid file kept at {self.pid_file}")
         self.pid_file.unlink(missing_ok=True)
         self._popen.clear()
-        self._token = None
-
-    def health(self) -> dict[str, Any]:
-        """GET /api/v2/monitor/health (no auth needed)."""
-        response = httpx.get(f"{self.ui_url()}/api/v2/monitor/health", timeout=5.0)
-        response.raise_for_status()
-        return response.json()
+        self._rest = None
 
     def wait_healthy(
         self, components: Iterable[str] = DEFAULT_COMPONENTS, since: datetime | None = None, timeout: float = 180.0
@@ -278,7 +281,7 @@ class AirflowStack:
         while time.monotonic() < deadline:
             self._raise_if_component_died()
             try:
-                report = self.health()
+                report = self.rest.health()
             except (httpx.HTTPError, ValueError) as exc:
                 last = f"api-server not answering yet ({type(exc).__name__})"
             else:
@@ -287,115 +290,6 @@ class AirflowStack:
                     return
             time.sleep(0.5)
         raise StackError(f"Airflow not healthy after {timeout:.0f} s; last health: {last}; logs in {self.logs_dir}")
-
-    # ---------------------------------------------------------------- REST API
-
-    def api_token(self) -> str:
-        """JWT for the admin user via POST /auth/token (cached until a 401)."""
-        if self._token is None:
-            username, password = self.admin_credentials()
-            response = httpx.post(
-                f"{self.ui_url()}/auth/token", json={"username": username, "password": password}, timeout=10.0
-            )
-            if response.status_code != 201:
-                raise StackError(f"POST /auth/token as {username!r} returned HTTP {response.status_code}")
-            self._token = response.json()["access_token"]
-        return self._token
-
-    def api(self, method: str, path: str, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
-        """Call the REST API as admin (`path` like /api/v2/dags); returns the decoded JSON body or None.
-
-        A 500 "Database error" is retried with backoff: on SQLite a busy database fails the request's transaction
-        (rolled back, nothing created), and the same request moments later goes through.
-        """
-        relogged = False
-        for attempt in range(6):
-            response = httpx.request(
-                method,
-                f"{self.ui_url()}{path}",
-                json=json,
-                params=params,
-                headers={"Authorization": f"Bearer {self.api_token()}"},
-                timeout=30.0,
-            )
-            if response.status_code == 401 and not relogged:
-                self._token, relogged = None, True  # expired or secret changed: log in again once
-                continue
-            if response.status_code == 500 and "Database error" in response.text and attempt < 5:
-                time.sleep(0.5 * 2**attempt)
-                continue
-            break
-        if response.status_code >= 400:
-            raise ApiError(method, path, response.status_code, response.text)
-        return response.json() if response.content else None
-
-    def trigger_dag(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
-        """Create a manual run (logical_date null) and return its run_id."""
-        run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})})
-        return run["dag_run_id"]
-
-    def run_state(self, dag_id: str, run_id: str) -> str:
-        """Current state of one DAG run (queued, running, success, failed)."""
-        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
-
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0, poll: float = 0.5) -> str:
-        """Poll a run until success or failed; returns that state, StackError on timeout."""
-        deadline = time.monotonic() + timeout
-        state = self.run_state(dag_id, run_id)
-        while state not in FINISHED_RUN_STATES:
-            if time.monotonic() > deadline:
-                raise StackError(f"run {run_id} of {dag_id} still {state!r} after {timeout:.0f} s")
-            time.sleep(poll)
-            state = self.run_state(dag_id, run_id)
-        return state
-
-    def dag_exists(self, dag_id: str) -> bool:
-        """True when the DAG is in the metadata DB (has been parsed at least once)."""
-        try:
-            self.api("GET", f"/api/v2/dags/{dag_id}")
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
-    def wait_for_dag(
-        self, dag_id: str, timeout: float = 120.0, reparse_via: str | None = None, poll: float = 0.5
-    ) -> None:
-        """Poll GET /api/v2/dags/{dag_id} until the DAG exists.
-
-        `reparse_via`: id of a DAG already known from the same (generator) file; its file is then re-parsed
-        immediately and again every 5 s, so a new row shows up in about a second instead of waiting
-        for min_file_process_interval. Brand-new files are found by the bundle refresh (5 s here).
-        """
-        deadline = time.monotonic() + timeout
-        next_reparse = time.monotonic()
-        while not self.dag_exists(dag_id):
-            now = time.monotonic()
-            if now > deadline:
-                raise StackError(f"DAG {dag_id!r} not parsed within {timeout:.0f} s; see {self.logs_dir}/dag_processor")
-            if reparse_via is not None and now >= next_reparse:
-                self.reparse_file_of(reparse_via)
-                next_reparse = now + 5.0
-            time.sleep(poll)
-
-    def reparse_file_of(self, dag_id: str) -> None:
-        """Ask the dag-processor to re-parse the file that defines `dag_id` now (PUT /api/v2/parseDagFile).
-
-        The file token comes from GET /api/v2/dags/{dag_id}/details (`file_token`); it is signed with
-        [api] secret_key and only works for files the DB already knows.
-        """
-        token = self.api("GET", f"/api/v2/dags/{dag_id}/details")["file_token"]
-        self.api("PUT", f"/api/v2/parseDagFile/{token}")
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
-        """Value of one XCom entry of a task instance."""
-        entry = self.api(
-            "GET",
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-            params={"map_index": map_index},
-        )
-        return entry["value"]
 
     # ---------------------------------------------------------------- internals
 
@@ -472,14 +366,6 @@ class AirflowStack:
             if not survivors or time.monotonic() > deadline:
                 return survivors
             time.sleep(0.2)
-
-
-class ApiError(StackError):
-    """A REST API call returned an HTTP error status."""
-
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
-        super().__init__(f"{method} {path} returned HTTP {status}: {body[:500]}")
-        self.status = status
 
 
 _COMMANDS = {

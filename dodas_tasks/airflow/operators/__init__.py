@@ -1,0 +1,1 @@
+"""Operators: the tasks of a deployment DAG run, and the elasticity watch."""
