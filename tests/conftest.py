@@ -38,6 +38,14 @@ def corpus() -> Path:
     return CORPUS
 
 
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The session's Airflow metadata DB (SQLite in its AIRFLOW_HOME), migrated once for every dag.test()."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"  # every dev and CI machine runs it (trust auth)
 
 

@@ -320,13 +320,6 @@ def test_keystone_oidc_access_token_auth(provider: Provider, iam: IamClient, sto
 # -- maintenance DAG and secret hygiene ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 @pytest.mark.slow
 def test_token_refresh_dag_renews_marks_and_leaks_nothing(
     provider: Provider, iam: IamClient, store: Store, airflow_db: None, capfd: pytest.CaptureFixture[str]
