@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,43 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus folder {CORPUS} is absent")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The session's Airflow metadata DB (SQLite in its AIRFLOW_HOME), migrated once for every dag.test()."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
+POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"  # every dev and CI machine runs it (trust auth)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own on the machine's PostgreSQL, dropped at the end (or
+    DODAS_TEST_POSTGRES_URL, used as given). The shared server itself is never stopped or emptied."""
+    given = os.environ.get("DODAS_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    import sqlalchemy as sa
+
+    name = f"dodas_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 (role postgres, trust) is not reachable: {exc.orig}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 # Tests run on two worker processes (pytest-xdist, `--dist loadfile --no-loadscope-reorder`): each file stays on

@@ -54,13 +54,6 @@ def poll(condition, deadline_s: float = 120, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 def test_killed_provisioning_is_adopted_by_the_next_run(airflow_db: None) -> None:
     cloud = LocalCloud()
     try:

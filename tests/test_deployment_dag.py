@@ -21,13 +21,6 @@ SPARK = (REPO / "templates" / "spark_local.yaml").read_text()
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 @pytest.fixture
 def store() -> Store:
     with Store() as s:

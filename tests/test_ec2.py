@@ -240,15 +240,13 @@ def test_quota_throttling_and_server_errors_are_mapped(proxied: EC2Driver, aws_p
 
 
 @pytest.mark.slow
-def test_deployment_dag_deploys_scales_and_undeploys_on_ec2(connections: dict[str, str]) -> None:
+def test_deployment_dag_deploys_scales_and_undeploys_on_ec2(connections: dict[str, str], airflow_db: None) -> None:
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils import db
 
     from dodas_tasks.deploy import service
     from dodas_tasks.naming import deployment_dag_id
     from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
-    db.initdb()
     template = f"""
 tosca_definitions_version: tosca_simple_yaml_1_0
 imports:

@@ -64,25 +64,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture  # function scope: torn down before the healing test starts its own stack
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    root = tmp_path_factory.mktemp("elastic-stack")
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """One live Airflow for both tests (starting one takes ~15 s): its own store and cloud, healing every 5 s."""
+    root = tmp_path_factory.mktemp("live-stack")
     airflow = AirflowStack(
         root / "home",
         REPO / "dags",
         REPO / "plugins",
         port=free_port(),
         parallelism=6,
-        extra_env={"DODAS_HEALING_INTERVAL_S": "600"},  # healing has its own test
+        extra_env={"DODAS_HEALING_INTERVAL_S": "5", "DODAS_HOME": str(root / "dodas")},
     )
+    airflow.start()
+    try:
+        airflow.rest.wait_for_dag("dodas_healing")
+        yield airflow
+    finally:
+        airflow.stop()
+
+
+@pytest.fixture
+def stack(live_stack: AirflowStack) -> Iterator[AirflowStack]:
+    """The live stack as this test process sees it: the same store, cloud and Fernet key as its tasks."""
+    env = live_stack.env()
     with pytest.MonkeyPatch.context() as patch:
-        # this process writes the store the stack's tasks read: both must use the same Fernet key
-        patch.setenv("AIRFLOW__CORE__FERNET_KEY", airflow.env()["AIRFLOW__CORE__FERNET_KEY"])
-        airflow.start()
-        try:
-            yield airflow
-        finally:
-            airflow.stop()
+        patch.setenv("DODAS_HOME", env["DODAS_HOME"])
+        patch.setenv("AIRFLOW__CORE__FERNET_KEY", env["AIRFLOW__CORE__FERNET_KEY"])
+        yield live_stack
+
+
+def set_healing_paused(stack: AirflowStack, paused: bool) -> None:
+    """Healing has its own test: the scaling test pauses the DAG (Airflow's own switch) while it runs."""
+    stack.rest.api("PATCH", "/api/v2/dags/dodas_healing", json={"is_paused": paused})
 
 
 def submit_app(master_ip: str, workdir: Path, name: str, cores: int, seconds: float, parts: int) -> subprocess.Popen:
@@ -120,6 +134,7 @@ def started_by_trigger(stack: AirflowStack, deployment_id: str) -> list[dict]:
 
 
 def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: AirflowStack, tmp_path: Path) -> None:
+    set_healing_paused(stack, True)
     store = Store()
     cloud = LocalCloud()
     drivers: list[subprocess.Popen] = []
@@ -183,29 +198,10 @@ def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: Air
         deleted = DeploymentStatus.DELETE_COMPLETE
         poll(lambda: store.get_deployment(deployment_id).status == deleted, "the deployment to be deleted")
         store.close()
+        set_healing_paused(stack, False)
 
 
 # -- healing: worker and master replaced ----------------------------------------------------------------
-
-
-@pytest.fixture  # function scope: a live stack must not act on the other tests' deployments
-def healing_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    airflow = AirflowStack(
-        tmp_path_factory.mktemp("healing-stack") / "home",
-        REPO / "dags",
-        REPO / "plugins",
-        port=free_port(),
-        parallelism=6,
-        extra_env={"DODAS_HEALING_INTERVAL_S": "5"},
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("healing-dodas")))  # its own store and cloud
-        patch.setenv("AIRFLOW__CORE__FERNET_KEY", airflow.env()["AIRFLOW__CORE__FERNET_KEY"])
-        airflow.start()
-        try:
-            yield airflow
-        finally:
-            airflow.stop()
 
 
 def settled(store: Store, deployment_id: str, after_event: int) -> bool:
@@ -225,8 +221,8 @@ def last_event_id(store: Store, deployment_id: str) -> int:
     return store.list_events(deployment_id, limit=1)[-1].id
 
 
-def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(healing_stack: AirflowStack) -> None:
-    stack = healing_stack
+def test_deleted_worker_and_killed_master_are_replaced_and_spark_counts_them(stack: AirflowStack) -> None:
+    set_healing_paused(stack, False)
     store, cloud = Store(), LocalCloud()
     deployment_id = service.submit(store, SPARK, {"number_of_workers": 1})  # default grace: lost VMs need none
     try:

@@ -142,13 +142,6 @@ def moto() -> Iterator[MotoServer]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 @pytest.mark.slow
 def test_over_quota_cloud_fails_over_to_the_next_and_leaves_nothing_behind(
     moto: MotoServer, airflow_db: None, store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch

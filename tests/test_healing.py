@@ -56,13 +56,6 @@ def messages(store: Store, deployment_id: str, kind: str) -> list[str]:
 # -- dag.test(): a failing scale-out backs off ----------------------------------------------------------------
 
 
-@pytest.fixture
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 def run_dag(name: str):
     from airflow.dag_processing.dagbag import DagBag
 

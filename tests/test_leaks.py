@@ -27,13 +27,6 @@ topology_template:
 """
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 def leftover(cloud: LocalCloud, deployment_id: str, index: int, public_key: str | None = None) -> str:
     public_key = public_key or generate_keypair().public_openssh
     cloud.import_key_pair(key_pair_name(deployment_id), public_key)

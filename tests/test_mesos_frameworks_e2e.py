@@ -30,7 +30,7 @@ from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store
 pytestmark = pytest.mark.slow
 
 # the HTCondor run's fixtures: Airflow's database, a Store, the local cloud, the `docker` recorder (stops its services)
-airflow_db, store = htcondor_e2e.airflow_db, htcondor_e2e.store
+store = htcondor_e2e.store
 cloud, recorder = htcondor_e2e.cloud, htcondor_e2e.recorder
 
 MESOS_SECRETS = {"mesos_password": "m-pass 'quoted' $(nope)", "marathon_password": 'mar"athon: pass'}

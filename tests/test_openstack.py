@@ -316,13 +316,6 @@ topology_template:
 """
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 @pytest.mark.slow
 def test_deployment_dag_deploys_and_undeploys_on_openstack(
     double: OpenStackDouble, airflow_db: None, monkeypatch

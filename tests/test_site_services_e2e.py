@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from mesos_double import ClusterDouble, ClusterState
-from test_mesos_e2e import airflow_db, run_dag, store  # noqa: F401 - fixtures and the DAG runner
+from test_mesos_e2e import run_dag, store  # noqa: F401 - a fixture and the DAG runner
 from test_mesos_frameworks_e2e import verify_events
 
 from dodas_tasks.deploy import service
@@ -41,7 +41,7 @@ def site_marathon(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterDouble]:
 
 
 def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
-    airflow_db: None,  # noqa: F811
+    airflow_db: None,
     store: Store,  # noqa: F811
     site_marathon: ClusterDouble,
     corpus: Path,
@@ -112,7 +112,7 @@ def test_corpus_marathon_app_on_the_sites_marathon_reconciles_and_undeploys(
 
 
 def test_chronos_jobs_on_the_sites_chronos_parents_first_checked_and_deleted(
-    airflow_db: None,  # noqa: F811
+    airflow_db: None,
     store: Store,  # noqa: F811
     site_marathon: ClusterDouble,
 ) -> None:
@@ -152,7 +152,7 @@ def test_chronos_jobs_on_the_sites_chronos_parents_first_checked_and_deleted(
 
 
 def test_a_rolled_back_creation_removes_its_apps_from_the_site(
-    airflow_db: None,  # noqa: F811
+    airflow_db: None,
     store: Store,  # noqa: F811
     site_marathon: ClusterDouble,
     corpus: Path,

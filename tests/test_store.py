@@ -407,9 +407,8 @@ def test_key_from_airflow_cfg_in_a_fresh_process(tmp_path: Path) -> None:
 # -- PostgreSQL -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not os.environ.get("DODAS_TEST_POSTGRES_URL"), reason="set DODAS_TEST_POSTGRES_URL to run")
-def test_postgresql_round_trip(fernet_key: str) -> None:
-    with Store(os.environ["DODAS_TEST_POSTGRES_URL"]) as store:
+def test_postgresql_round_trip(fernet_key: str, postgres_url: str) -> None:
+    with Store(postgres_url) as store:
         assert_models_match_migrations(store)
         deployment_id = new_deployment(store)
         first = store.upsert_node(deployment_id, "wn", 0)
