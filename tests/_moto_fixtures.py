@@ -5,7 +5,6 @@ Also used by bench/provision_ec2.py. Every process started here is stopped by it
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -20,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import httpx
 
 REGION = "us-east-1"
 UBUNTU_AMI = "ami-1e749f67"  # one of the AMIs moto ships (ubuntu-trusty-14.04-amd64-server-20170727)
@@ -90,12 +91,11 @@ class AwsProxy:
     """A threaded HTTP proxy to an EC2 endpoint: delays chosen actions, injects EC2 errors, counts calls by Action."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
+        self.upstream = httpx.Client(base_url=upstream, timeout=120, trust_env=False)
         self.latency: dict[str, float] = {}
         self.faults: list[Fault] = []
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._local = threading.local()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -124,6 +124,7 @@ class AwsProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.upstream.close()
 
     def reset(self) -> None:
         with self._lock:
@@ -152,22 +153,8 @@ class AwsProxy:
         self._reply(request, status, headers, payload)
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
-        for attempt in (1, 2):  # a kept-alive upstream connection may have been closed: reconnect once
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._local.conn = http.client.HTTPConnection(
-                    self.upstream.hostname, self.upstream.port, timeout=120
-                )
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                return response.status, dict(response.getheaders()), response.read()
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                self._local.conn = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        with self.upstream.stream(method, path, content=body, headers=headers) as response:
+            return response.status_code, dict(response.headers), b"".join(response.iter_raw())
 
     @staticmethod
     def _reply(request: BaseHTTPRequestHandler, status: int, headers: dict, payload: bytes) -> None:

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-import requests
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from oidc_provider.fixture import Provider, free_port, running_provider
@@ -264,9 +264,9 @@ def moto_sts() -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(f"{url}/moto-api/", timeout=2)
+                httpx.get(f"{url}/moto-api/", timeout=2)
                 break
-            except requests.ConnectionError:
+            except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
                 time.sleep(0.05)
         yield url

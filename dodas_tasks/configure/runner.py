@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import paramiko
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from dodas_tasks.configure.errors import (
     AuthenticationRefused,
@@ -31,7 +32,6 @@ from dodas_tasks.configure.errors import (
     ScriptTimedOut,
 )
 from dodas_tasks.configure.hostkeys import (
-    HostKeyMismatch,
     KnownHosts,
     NewHostKeyCallback,
     PinnedHostKeyPolicy,
@@ -48,6 +48,7 @@ TAIL_LINES = 20
 _FIRST_RETRY_DELAY_S = 0.5
 _MAX_RETRY_DELAY_S = 10.0
 _POLL_S = 0.2
+_BOOTING = (OSError, EOFError, paramiko.SSHException)  # what a node that is still booting answers: try again
 
 _logger = logging.getLogger(__name__)
 
@@ -104,6 +105,50 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _connect_once(
+    target: NodeTarget,
+    pkey: paramiko.PKey,
+    known_hosts: KnownHosts,
+    on_new_host_key: NewHostKeyCallback | None,
+    timeout: float,
+) -> paramiko.SSHClient:
+    """One connection attempt; errors a booting node gives (refused, timed out, reset) come out as they are."""
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(
+        PinnedHostKeyPolicy(host_id(target.host, target.port), known_hosts, on_new_host_key)
+    )
+    try:
+        client.connect(
+            target.host,
+            port=target.port,
+            username=target.username or getpass.getuser(),
+            pkey=pkey,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+    except paramiko.AuthenticationException as error:
+        client.close()
+        raise AuthenticationRefused(
+            f"node {target.name} ({host_id(target.host, target.port)}) refused the deployment's SSH key for user "
+            f"{target.username or getpass.getuser()!r} ({_describe(error)}); check that the public key "
+            "was installed on the node and that the user name matches the image",
+            target.name,
+        ) from None
+    except socket.gaierror as error:
+        client.close()
+        raise NodeUnreachable(
+            f"node {target.name}: address {target.host!r} cannot be resolved ({_describe(error)})",
+            target.name,
+        ) from None
+    except BaseException:  # HostKeyMismatch (raised at once), and what _BOOTING retries
+        client.close()
+        raise
+    return client
+
+
 def _connect(
     target: NodeTarget,
     pkey: paramiko.PKey,
@@ -114,60 +159,38 @@ def _connect(
     emit: LogFn,
 ) -> tuple[paramiko.SSHClient, int]:
     """Connect, retrying with backoff while the node may still be booting; returns (client, attempts)."""
-    node_host = host_id(target.host, target.port)
     deadline = time.monotonic() + boot_deadline_s
-    delay = _FIRST_RETRY_DELAY_S
-    attempt = 0
-    while True:
-        attempt += 1
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(PinnedHostKeyPolicy(node_host, known_hosts, on_new_host_key))
+    backoff = wait_exponential(multiplier=_FIRST_RETRY_DELAY_S, max=_MAX_RETRY_DELAY_S)
+
+    def wait(state: RetryCallState) -> float:  # ±20 % jitter, never past the deadline
+        return max(0.0, min(backoff(state) * random.uniform(0.8, 1.2), deadline - time.monotonic()))
+
+    def log_retry(state: RetryCallState) -> None:
+        reason = _describe(state.outcome.exception())
+        wait_s = state.next_action.sleep
+        emit(f"[{target.name}] not reachable yet ({reason}); attempt {state.attempt_number + 1} in {wait_s:.1f} s")
+
+    def attempt() -> paramiko.SSHClient:
         timeout = max(1.0, min(connect_timeout, deadline - time.monotonic()))
-        try:
-            client.connect(
-                target.host,
-                port=target.port,
-                username=target.username or getpass.getuser(),
-                pkey=pkey,
-                timeout=timeout,
-                banner_timeout=timeout,
-                auth_timeout=timeout,
-                allow_agent=False,
-                look_for_keys=False,
-            )
-            return client, attempt
-        except HostKeyMismatch:
-            client.close()
-            raise
-        except paramiko.AuthenticationException as error:
-            client.close()
-            raise AuthenticationRefused(
-                f"node {target.name} ({node_host}) refused the deployment's SSH key for user "
-                f"{target.username or getpass.getuser()!r} ({_describe(error)}); check that the public key "
-                "was installed on the node and that the user name matches the image",
-                target.name,
-            ) from None
-        except socket.gaierror as error:
-            client.close()
-            raise NodeUnreachable(
-                f"node {target.name}: address {target.host!r} cannot be resolved ({_describe(error)})",
-                target.name,
-            ) from None
-        except (OSError, EOFError, paramiko.SSHException) as error:
-            client.close()
-            reason = _describe(error)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise NodeUnreachable(
-                f"node {target.name} ({node_host}) did not accept SSH within {boot_deadline_s:g} s "
-                f"({attempt} attempts; last error: {reason}); check that the VM booted and that port "
-                f"{target.port} is open to this worker",
-                target.name,
-            )
-        wait = min(delay * random.uniform(0.8, 1.2), remaining)
-        emit(f"[{target.name}] not reachable yet ({reason}); attempt {attempt + 1} in {wait:.1f} s")
-        time.sleep(wait)
-        delay = min(delay * 2, _MAX_RETRY_DELAY_S)
+        return _connect_once(target, pkey, known_hosts, on_new_host_key, timeout)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(_BOOTING),
+        stop=stop_after_delay(boot_deadline_s),
+        wait=wait,
+        before_sleep=log_retry,
+    )
+    try:
+        client = retrying(attempt)
+    except RetryError as gave_up:
+        raise NodeUnreachable(
+            f"node {target.name} ({host_id(target.host, target.port)}) did not accept SSH within "
+            f"{boot_deadline_s:g} s ({gave_up.last_attempt.attempt_number} attempts; last error: "
+            f"{_describe(gave_up.last_attempt.exception())}); check that the VM booted and that port "
+            f"{target.port} is open to this worker",
+            target.name,
+        ) from None
+    return client, retrying.statistics["attempt_number"]
 
 
 def _execute(

@@ -1,6 +1,6 @@
 """The one place that talks to the OpenID provider: discovery, JWKS, validation, userinfo and the token grants.
 
-Token endpoint calls go through authlib's OAuth2Session (client_secret_basic); JWTs are checked with joserfc
+Token endpoint calls go through authlib's httpx OAuth2Client (client_secret_basic); JWTs are checked with joserfc
 (authlib's JOSE library). Every error is an IamError whose message never contains a token or the client secret.
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
+import httpx
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jws, jwt
 from joserfc.errors import (
     BadSignatureError,
@@ -27,9 +27,15 @@ from joserfc.jwk import KeySet
 from dodas_tasks.iam.config import IamConfig
 from dodas_tasks.iam.errors import IdpError, IdpUnreachable, InvalidToken, RefreshTokenRevoked, scrub
 
+with warnings.catch_warnings():  # authlib 1.9 nudges towards the httpx2 fork; httpx is our one HTTP library
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
+
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 SIGNING_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+# what a failed exchange with the IdP raises: transport trouble, a 5xx the token call raised for, a malformed URL
+HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class IamClient:
 
     def __init__(self, config: IamConfig) -> None:
         self.config = config
-        self._http = requests.Session()
+        self._http = httpx.Client(follow_redirects=True)
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
         self._jwks: KeySet | None = None
@@ -191,7 +197,7 @@ class IamClient:
                 headers={"Authorization": f"Bearer {access_token}"},
                 timeout=self.config.timeout_s,
             )
-        except requests.RequestException as exc:
+        except HTTP_ERRORS as exc:
             raise IdpUnreachable(f"userinfo at {self.config.issuer}: {type(exc).__name__}") from None
         if response.status_code == 401:
             raise InvalidToken("refused by userinfo", "the IdP does not accept this access token")
@@ -249,7 +255,7 @@ class IamClient:
         url = self.endpoint("registration_endpoint")
         try:
             response = self._http.post(url, json=metadata, timeout=self.config.timeout_s)
-        except requests.RequestException as exc:
+        except HTTP_ERRORS as exc:
             raise IdpUnreachable(f"client registration at {url}: {type(exc).__name__}") from None
         if response.status_code == 400:
             raise IdpError(f"client registration at {url} refused: {response.text[:200]}")
@@ -268,7 +274,7 @@ class IamClient:
                 headers={"Authorization": f"Bearer {registration_token}"},
                 timeout=self.config.timeout_s,
             )
-        except requests.RequestException as exc:
+        except HTTP_ERRORS as exc:
             raise IdpUnreachable(f"client deletion at {registration_uri}: {type(exc).__name__}") from None
         if response.status_code in (200, 204):
             return True
@@ -282,8 +288,11 @@ class IamClient:
 
     def _grant(self, grant_type: str, what: str, secrets: tuple[str, ...] = (), **params: Any) -> TokenSet:
         url = self.endpoint("token_endpoint")
-        session = OAuth2Session(
-            self.config.client_id, self.config.client_secret, token_endpoint_auth_method="client_secret_basic"
+        session = OAuth2Client(  # one per grant: the client keeps the token it fetched as its own state
+            self.config.client_id,
+            self.config.client_secret,
+            token_endpoint_auth_method="client_secret_basic",
+            follow_redirects=True,
         )
         hidden = (*secrets, self.config.client_secret)
         try:
@@ -296,7 +305,7 @@ class IamClient:
             if exc.error in ("invalid_client", "unauthorized_client"):
                 message += f" — check the client id/secret of the IAM connection ({self.config.client_id!r})"
             raise IdpError(message.strip()) from None
-        except requests.RequestException as exc:
+        except HTTP_ERRORS as exc:
             raise IdpUnreachable(f"{what} at {self.config.issuer}: {type(exc).__name__}") from None
         except ValueError:  # not JSON: a proxy's error page, a 5xx
             raise IdpUnreachable(f"{what} at {self.config.issuer}: the answer was not JSON (IdP down?)") from None
@@ -308,7 +317,7 @@ class IamClient:
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
             response = self._http.get(url, timeout=self.config.timeout_s)
-        except requests.RequestException as exc:
+        except HTTP_ERRORS as exc:
             hint = "is the IdP up and the issuer URL right?"
             raise IdpUnreachable(f"{what} at {url}: {type(exc).__name__} — {hint}") from None
         return self._json_of(response, f"{what} at {url}")
@@ -318,11 +327,11 @@ class IamClient:
             response = self._http.post(
                 url, data=data, auth=(self.config.client_id, self.config.client_secret), timeout=self.config.timeout_s
             )
-        except requests.RequestException as exc:
+        except HTTP_ERRORS as exc:
             raise IdpUnreachable(f"{what} at {url}: {type(exc).__name__}") from None
         return self._json_of(response, f"{what} at {url}")
 
-    def _json_of(self, response: requests.Response, what: str) -> dict[str, Any]:
+    def _json_of(self, response: httpx.Response, what: str) -> dict[str, Any]:
         if response.status_code >= 500:
             raise IdpUnreachable(f"{what}: HTTP {response.status_code}")
         if response.status_code >= 400:

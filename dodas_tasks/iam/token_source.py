@@ -11,33 +11,53 @@ import threading
 import time
 from dataclasses import dataclass
 
+from cachetools import TLRUCache
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
 from dodas_tasks.iam.client import IamClient
 from dodas_tasks.iam.errors import RefreshTokenRevoked
 from dodas_tasks.store import Store
 
 MAX_MARGIN_S = 300.0  # CLUES refreshed when < 300 s remained; short-lived tokens use a third of their life
 ROTATION_RACE_WAIT_S = 3.0  # after invalid_grant, how long to look for a token another process just rotated
+MAX_CACHED = 4096  # deployments whose access token a process keeps (least recently used go first)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Cached:
     access_token: str
     expires_at: float
     obtained_at: float
 
-    def fresh(self, now: float) -> bool:
-        margin = min(MAX_MARGIN_S, (self.expires_at - self.obtained_at) / 3)
-        return self.expires_at - now > margin
+    @property
+    def fresh_until(self) -> float:
+        """When to stop using it: a third of its life (at most MAX_MARGIN_S) before it expires."""
+        return self.expires_at - min(MAX_MARGIN_S, (self.expires_at - self.obtained_at) / 3)
 
 
-_CACHE: dict[tuple[str, str], _Cached] = {}
+_CACHE: TLRUCache[tuple[str, str], _Cached] = TLRUCache(
+    maxsize=MAX_CACHED, ttu=lambda _key, cached, _now: cached.fresh_until, timer=time.time
+)
 _LOCKS: dict[tuple[str, str], threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+_LOCKS_GUARD = threading.Lock()  # also guards _CACHE, which is not thread-safe
 
 
 def _lock_for(key: tuple[str, str]) -> threading.Lock:
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(key, threading.Lock())
+
+
+def _cached(key: tuple[str, str]) -> _Cached | None:
+    with _LOCKS_GUARD:
+        return _CACHE.get(key)
+
+
+def _keep(key: tuple[str, str], cached: _Cached | None) -> None:
+    with _LOCKS_GUARD:
+        if cached is None:
+            _CACHE.pop(key, None)
+        else:
+            _CACHE[key] = cached
 
 
 class TokenSource:
@@ -56,8 +76,8 @@ class TokenSource:
     def access_token(self) -> str:
         """A valid access token, refreshed first if it is close to expiry; RefreshTokenRevoked if that is impossible."""
         with _lock_for(self._key):
-            cached = _CACHE.get(self._key)
-            if cached is not None and cached.fresh(time.time()):
+            cached = _cached(self._key)  # None once it is no longer fresh
+            if cached is not None:
                 return cached.access_token
             return self._refresh_locked().access_token
 
@@ -69,10 +89,10 @@ class TokenSource:
     def invalidate(self) -> None:
         """Forget the cached access token (e.g. after a 401 from a cloud API), so the next call refreshes."""
         with _lock_for(self._key):
-            _CACHE.pop(self._key, None)
+            _keep(self._key, None)
 
     def _refresh_locked(self) -> _Refreshed:
-        _CACHE.pop(self._key, None)
+        _keep(self._key, None)
         refresh_token = self.store.get_refresh_token(self.deployment_id)
         if refresh_token is None:
             raise RefreshTokenRevoked(
@@ -91,19 +111,22 @@ class TokenSource:
         rotated = bool(tokens.refresh_token) and tokens.refresh_token != refresh_token
         if rotated:
             self.store.update_deployment(self.deployment_id, refresh_token=tokens.refresh_token)
-        _CACHE[self._key] = _Cached(tokens.access_token, tokens.expires_at, time.time())
+        _keep(self._key, _Cached(tokens.access_token, tokens.expires_at, time.time()))
         return _Refreshed(tokens.access_token, rotated)
 
     def _rotated_elsewhere(self, used: str) -> str | None:
         """The refresh token another process stored after rotating the one we used, if it appears shortly."""
-        deadline = time.monotonic() + ROTATION_RACE_WAIT_S
-        while True:
-            current = self.store.get_refresh_token(self.deployment_id)
-            if current is not None and current != used:
-                return current
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.2)
+
+        @retry(
+            retry=retry_if_result(lambda current: current is None or current == used),
+            stop=stop_after_delay(ROTATION_RACE_WAIT_S),
+            wait=wait_fixed(0.2),
+            retry_error_callback=lambda _state: None,
+        )
+        def stored() -> str | None:
+            return self.store.get_refresh_token(self.deployment_id)
+
+        return stored()
 
 
 @dataclass(frozen=True)

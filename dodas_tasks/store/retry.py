@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
+from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 DEFAULT_ATTEMPTS = 30
 T = TypeVar("T")
@@ -30,17 +29,16 @@ def is_transient(error: BaseException) -> bool:
 
 def retry_on_conflict(work: Callable[[], T], *, what: str, attempts: int = DEFAULT_ATTEMPTS) -> T:
     """Run work (which must open and close its own transaction) again after a transient conflict."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return work()
-        except (StaleDataError, OperationalError) as error:
-            if not is_transient(error) or attempt == attempts:
-                if is_transient(error):
-                    raise ConcurrentUpdateError(
-                        f"{what}: still conflicting with other writers after {attempts} attempts; "
-                        "retry later or lower the number of concurrent workers"
-                    ) from error
-                raise
-            # Jittered backoff so colliding writers do not collide again in lockstep.
-            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
-    raise AssertionError("unreachable")
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),  # anything else is raised at once
+        stop=stop_after_attempt(attempts),
+        # jittered, uniform in [0, min(0.2, 0.005·2^attempt)] s: colliding writers do not collide again in lockstep
+        wait=wait_random_exponential(multiplier=0.01, max=0.2),
+    )
+    try:
+        return retrying(work)
+    except RetryError as gave_up:
+        raise ConcurrentUpdateError(
+            f"{what}: still conflicting with other writers after {attempts} attempts; "
+            "retry later or lower the number of concurrent workers"
+        ) from gave_up.last_attempt.exception()

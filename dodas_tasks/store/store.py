@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from dodas_tasks import crypto
 from dodas_tasks.naming import server_name
@@ -29,6 +30,9 @@ from dodas_tasks.store.vocabulary import FINISHED_STATUSES, DeploymentStatus, No
 from dodas_tasks.tosca.plan import Plan
 
 UPSERT_ATTEMPTS = 5  # a lost insert race is resolved by the next attempt adopting the winner's row
+_adopting_lost_inserts = retry(
+    retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(UPSERT_ATTEMPTS), reraise=True
+)(retry_on_conflict)
 
 
 class DeploymentNotFoundError(LookupError):
@@ -254,13 +258,7 @@ class Store:
                 session.add_all(events)
             return NodeRecord.from_row(row)
 
-        for attempt_number in range(1, UPSERT_ATTEMPTS + 1):
-            try:
-                return retry_on_conflict(attempt, what=f"recording node {group}[{index}] of {deployment_id}")
-            except IntegrityError:
-                if attempt_number == UPSERT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        return _adopting_lost_inserts(attempt, what=f"recording node {group}[{index}] of {deployment_id}")
 
     def get_node(self, node_id: str) -> NodeRecord:
         """Snapshot of one node."""

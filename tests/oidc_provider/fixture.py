@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
+import httpx
 
 SERVER = Path(__file__).with_name("server.py")
 CLIENT_ID = "dodas"
@@ -38,25 +38,25 @@ class Provider:
 
     def login(self, sub: str, **claims: Any) -> str:
         """The access token a user would get by logging in (device flow etc.): aud, groups, ttl, scope, format."""
-        answer = requests.post(f"{self.issuer}/test/login", json={"sub": sub, **claims}, timeout=10)
+        answer = httpx.post(f"{self.issuer}/test/login", json={"sub": sub, **claims}, timeout=10)
         answer.raise_for_status()
         return answer.json()["access_token"]
 
     def rotate_keys(self, drop_old: bool = False) -> str:
-        answer = requests.post(f"{self.issuer}/test/rotate-keys", json={"drop_old": drop_old}, timeout=30)
+        answer = httpx.post(f"{self.issuer}/test/rotate-keys", json={"drop_old": drop_old}, timeout=30)
         answer.raise_for_status()
         return answer.json()["kid"]
 
     def counters(self) -> dict[str, int]:
-        return requests.get(f"{self.issuer}/test/counters", timeout=10).json()
+        return httpx.get(f"{self.issuer}/test/counters", timeout=10).json()
 
     def registered_clients(self) -> list[str]:
         """Ids of the clients registered dynamically (RFC 7591) and not deleted since."""
-        return requests.get(f"{self.issuer}/test/clients", timeout=10).json()
+        return httpx.get(f"{self.issuer}/test/clients", timeout=10).json()
 
     def revoke(self, token: str) -> None:
         """RFC 7009 revocation, as the user (or an admin) would do at the IdP."""
-        answer = requests.post(
+        answer = httpx.post(
             f"{self.issuer}/revoke",
             data={"token": token, "token_type_hint": "refresh_token"},
             auth=(self.client_id, self.client_secret),
@@ -82,9 +82,9 @@ def running_provider(access_ttl: int = 30, *extra: str) -> Iterator[Provider]:
             if process.poll() is not None:
                 raise RuntimeError(f"the test OIDC provider exited with {process.returncode}")
             try:
-                if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=2).ok:
+                if httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=2).is_success:
                     break
-            except requests.ConnectionError:
+            except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the test OIDC provider did not answer within {START_DEADLINE_S} s")

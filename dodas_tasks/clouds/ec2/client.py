@@ -2,24 +2,25 @@
 
 Drivers are created for every provisioning pass and every poll; building a client (connection lookup, botocore
 loaders) costs far more than the call itself, so one client per connection is shared, thread-safe, and renewed
-after CLIENT_TTL_S so rotated credentials are picked up.
+after CLIENT_TTL_S so rotated credentials are picked up (a cachetools TTLCache; one caller builds, others wait).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import TTLCache, cached
 
 from dodas_tasks.clouds.base import CloudError
 
 DEFAULT_CONN_ID = "aws_default"
 CONN_ENV = "DODAS_EC2_CONN_ID"  # which Airflow connection get_driver("ec2") uses when not told
 CLIENT_TTL_S = 900.0
-_lock = threading.Lock()
-_clients: dict[tuple[str, str | None], tuple[float, Any, dict[str, Any]]] = {}
+_clients: TTLCache[tuple[str, str | None], tuple[Any, dict[str, Any]]] = TTLCache(maxsize=64, ttl=CLIENT_TTL_S)
+_clients_condition = threading.Condition()
 MAX_POOL = 64  # HTTP connections per client; above any sensible max_concurrency
 
 
@@ -39,18 +40,17 @@ class Ec2Connection:
 
 def connect(conn_id: str) -> Ec2Connection:
     """The shared client for `conn_id` (region and endpoint_url come from the connection extra)."""
-    # keyed by the connection's definition too: a connection redefined in the environment gets a new client
-    key = (conn_id, os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"))
-    with _lock:
-        cached = _clients.get(key)
-        if cached is None or time.monotonic() - cached[0] > CLIENT_TTL_S:
-            cached = (time.monotonic(), *_new_client(conn_id))
-            _clients[key] = cached
-    _, client, extra = cached
+    client, extra = _shared_client(conn_id)
     return Ec2Connection(conn_id, client, client.meta.region_name, extra)
 
 
-def _new_client(conn_id: str) -> tuple[Any, dict[str, Any]]:
+def _definition(conn_id: str) -> tuple[str, str | None]:
+    """The cache key: a connection redefined in the environment gets a new client."""
+    return conn_id, os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+
+
+@cached(_clients, key=_definition, condition=_clients_condition)
+def _shared_client(conn_id: str) -> tuple[Any, dict[str, Any]]:
     from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
     from botocore.config import Config
 
@@ -74,5 +74,4 @@ def _new_client(conn_id: str) -> tuple[Any, dict[str, Any]]:
 
 def forget_clients() -> None:
     """Drop cached clients (tests that restart the endpoint)."""
-    with _lock:
-        _clients.clear()
+    _shared_client.cache_clear()

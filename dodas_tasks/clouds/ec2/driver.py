@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import re
 import threading
-import time
 from dataclasses import replace
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from dodas_tasks.clouds.base import (
     ACTIVE,
@@ -28,7 +30,7 @@ from dodas_tasks.clouds.base import (
 from dodas_tasks.clouds.ec2 import resources
 from dodas_tasks.clouds.ec2.catalog import DEFAULT_IMAGE_OWNERS, instance_types, named_type, resolve_image
 from dodas_tasks.clouds.ec2.client import Ec2Connection, conn_id_from_env, connect
-from dodas_tasks.clouds.ec2.errors import aws_errors, error_code
+from dodas_tasks.clouds.ec2.errors import aws_errors, error_code, translate
 from dodas_tasks.clouds.ec2.resources import ProjectResource
 from dodas_tasks.clouds.ec2.rules import Rule, from_permissions, ingress_rules, security_group_name, to_permissions
 from dodas_tasks.clouds.ec2.tokens import client_token, slot_key
@@ -48,6 +50,7 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 _DEAD = {"shutting-down", "terminated"}
 _STATUS = {"pending": BUILD, "running": ACTIVE, "shutting-down": DELETED, "terminated": DELETED}
 _VOLUME_TYPES = {"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"}
+TERMINATION_POLL_S = 5  # the instance_terminated waiter's delay between two DescribeInstances
 _TOKEN_CHAIN = 8  # at most this many dead instances per slot before giving up
 _attempted: set[str] = set()  # slots this process already sent a RunInstances for (retries check first)
 _attempted_lock = threading.Lock()
@@ -223,15 +226,23 @@ class EC2Driver(CloudDriver):
 
     def _wait_terminated(self, server_id: str) -> None:
         """Security groups can only go once their instances are terminated (not just shutting down)."""
-        deadline, delay = time.monotonic() + self.termination_timeout_s, 1.0
-        while True:
-            instance = self._describe_instance(server_id)
-            if instance is None or instance["State"]["Name"] == "terminated":
-                return
-            if time.monotonic() > deadline:
-                raise CloudError(f"instance {server_id} still {instance['State']['Name']}", retryable=True)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 10.0)
+        config = {
+            "Delay": TERMINATION_POLL_S,
+            "MaxAttempts": max(1, math.ceil(self.termination_timeout_s / TERMINATION_POLL_S)),
+        }
+        try:
+            self.client.get_waiter("instance_terminated").wait(InstanceIds=[server_id], WaiterConfig=config)
+        except WaiterError as exc:  # out of attempts, or an answer that is not an instance state
+            last = exc.last_response or {}
+            if "Error" in last:
+                if str(last["Error"].get("Code", "")).startswith("InvalidInstanceID"):
+                    return  # gone altogether
+                raise translate(ClientError(last, "DescribeInstances"), "DescribeInstances", self.conn_id) from None
+            states = sorted({i["State"]["Name"] for r in last.get("Reservations", []) for i in r["Instances"]})
+            if states:
+                raise CloudError(f"instance {server_id} still {', '.join(states)}", retryable=True) from None
+        except BotoCoreError as exc:  # endpoint unreachable and the like
+            raise translate(exc, "DescribeInstances", self.conn_id) from None
 
     # -- key pairs ----------------------------------------------------------------------------------------------
 
@@ -318,20 +329,22 @@ class EC2Driver(CloudDriver):
 
     def delete_security_group(self, group_id: str, timeout_s: float = 120.0) -> None:
         """Delete, retrying while EC2 still sees a (terminating) instance in it; unknown groups are fine."""
-        deadline, delay = time.monotonic() + timeout_s, 1.0
-        while True:
-            try:
-                self._call("DeleteSecurityGroup", GroupId=group_id)
-            except CloudError as exc:
-                if error_code(exc) == "InvalidGroup.NotFound":
-                    break
+
+        @retry(
+            retry=retry_if_exception(lambda e: error_code(e) == "DependencyViolation"),
+            stop=stop_after_delay(timeout_s),
+            wait=wait_exponential(multiplier=1.0, exp_base=1.5, max=10.0),  # 1, 1.5, 2.25 … 10 s
+            reraise=True,
+        )
+        def delete() -> None:
+            self._call("DeleteSecurityGroup", GroupId=group_id)
+
+        try:
+            delete()
+        except CloudError as exc:
+            if error_code(exc) != "InvalidGroup.NotFound":
                 in_use = error_code(exc) == "DependencyViolation"
-                if not in_use or time.monotonic() > deadline:
-                    raise CloudError(str(exc), retryable=exc.retryable or in_use) from None
-                time.sleep(delay)
-                delay = min(delay * 1.5, 10.0)
-                continue
-            break
+                raise CloudError(str(exc), retryable=exc.retryable or in_use) from None
         with self._lock:
             self._groups = {n: g for n, g in self._groups.items() if g != group_id}
 

@@ -159,7 +159,10 @@ def _hook_class() -> type:
 
 
 def _pooled_http_session() -> Any:
-    """keystoneauth's default pool keeps 10 connections; parallel provisioning needs one per concurrent call."""
+    """keystoneauth's default pool keeps 10 connections; parallel provisioning needs one per concurrent call.
+
+    This is requests, not httpx (our HTTP library elsewhere): keystoneauth's Session is built on requests and
+    takes only a requests.Session; openstacksdk makes every call through it."""
     import requests
     from requests.adapters import HTTPAdapter
 

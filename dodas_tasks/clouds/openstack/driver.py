@@ -16,12 +16,18 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from openstack import exceptions as os_exc
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+    wait_random_exponential,
+)
 
 from dodas_tasks.clouds.base import (
     ACTIVE,
@@ -39,10 +45,10 @@ from dodas_tasks.clouds.openstack import nova
 from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider, site_hook
 from dodas_tasks.clouds.openstack.errors import cloud_errors
 from dodas_tasks.clouds.openstack.rules import group_sg_name, ingress_rules, internal_sg_name
+from dodas_tasks.clouds.openstack.site_cache import site_cache
 from dodas_tasks.clouds.sizing import FlavorOption, choose_flavor, parse_image
 from dodas_tasks.naming import PREFIX, TAG_DEPLOYMENT, TAG_GROUP, TAG_PROJECT, deployment_in_name
 
-T = TypeVar("T")
 CONN_ENV = "DODAS_OPENSTACK_CONN_ID"
 DEFAULT_CONN_ID = "openstack_default"
 NETWORK_KEY = "dodas:network"  # server metadata: PUBLIC servers own a port and a floating IP to clean up
@@ -68,42 +74,6 @@ def _resource(
     return ProjectResource(kind, resource_id, name, tags.get(TAG_DEPLOYMENT), when)
 
 
-class _SiteCache:
-    """Per site and process: what does not change between calls (flavors, image ids, networks, groups, keys)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.key_locks: dict[str, threading.Lock] = {}
-        self.values: dict[str, Any] = {}
-        self.stamps: dict[str, float] = {}
-
-    def get(self, key: str, compute: Callable[[], T], ttl: float | None = None) -> T:
-        with self.lock:
-            key_lock = self.key_locks.setdefault(key, threading.Lock())
-        with key_lock:  # one caller computes, concurrent callers wait for its answer
-            stamp = self.stamps.get(key)
-            if stamp is not None and (ttl is None or time.monotonic() - stamp < ttl):
-                return self.values[key]
-            value = compute()
-            self.values[key], self.stamps[key] = value, time.monotonic()
-            return value
-
-    def drop(self, prefix: str) -> None:
-        with self.lock:
-            for key in [k for k in self.stamps if k.startswith(prefix)]:
-                self.stamps.pop(key, None)
-                self.values.pop(key, None)
-
-
-_caches: dict[str, _SiteCache] = {}
-_caches_lock = threading.Lock()
-
-
-def _site_cache(conn_id: str) -> _SiteCache:
-    with _caches_lock:
-        return _caches.setdefault(conn_id, _SiteCache())
-
-
 class OpenStackCloud(CloudDriver):
     """One OpenStack site, reached through the Airflow connection `openstack_conn_id`
     (default: env DODAS_OPENSTACK_CONN_ID, else "openstack_default")."""
@@ -119,7 +89,7 @@ class OpenStackCloud(CloudDriver):
         self.conn_id = openstack_conn_id or os.environ.get(CONN_ENV) or DEFAULT_CONN_ID
         self._max_concurrency = max_concurrency
         self._hook = site_hook(self.conn_id, token_provider)
-        self._cache = _site_cache(self.conn_id)
+        self._cache = site_cache(self.conn_id)
         self._uncertain: set[str] = set()  # names whose create may have happened although it raised
         self._snapshot: tuple[float, dict[str, Any]] = (-SNAPSHOT_S, {})  # the last server list, by id
         self._snapshot_lock = threading.Lock()
@@ -406,7 +376,7 @@ class OpenStackCloud(CloudDriver):
 
     def import_key_pair(self, name: str, public_key: str) -> None:
         wanted = _key_body(public_key)
-        if self._cache.values.get(f"key:{name}") == wanted:
+        if self._cache.peek(f"key:{name}") == wanted:
             return
 
         def ensure() -> str:
@@ -455,19 +425,27 @@ class OpenStackCloud(CloudDriver):
         for sg in sorted(groups, key=lambda g: g.name == prefix):  # the shared internal group last
             if sg.name in busy or (sg.name == prefix and live):
                 continue
-            self._delete_sg_when_free(sg, time.monotonic() + wait_s)
+            self._delete_sg_when_free(sg, wait_s)
             self._cache.drop(f"sg:{sg.name}")
 
-    def _delete_sg_when_free(self, sg: Any, deadline: float) -> None:
-        while True:
-            try:
-                with cloud_errors(f"delete security group {sg.name}"):
-                    self.conn.network.delete_security_group(sg, ignore_missing=True)
-                return
-            except CloudError as exc:
-                if "409" not in str(exc) or time.monotonic() > deadline:
-                    raise CloudError(str(exc), retryable=True) from None
-                time.sleep(0.5)  # ports of servers being deleted still hold it
+    def _delete_sg_when_free(self, sg: Any, wait_s: float) -> None:
+        """Delete, trying again every 0.5 s for up to wait_s while ports of servers being deleted still hold it (409);
+        what stops it then is marked retryable."""
+
+        @retry(
+            retry=retry_if_exception(lambda e: isinstance(e, CloudError) and "409" in str(e)),
+            stop=stop_after_delay(wait_s),
+            wait=wait_fixed(0.5),
+            reraise=True,
+        )
+        def delete() -> None:
+            with cloud_errors(f"delete security group {sg.name}"):
+                self.conn.network.delete_security_group(sg, ignore_missing=True)
+
+        try:
+            delete()
+        except CloudError as exc:
+            raise CloudError(str(exc), retryable=True) from None
 
     # -- leak collection -------------------------------------------------------------------------------------------
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from dodas_tasks.frameworks.base import Load
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # masters sit on loopback/private IPs
+# no proxy from the environment (masters sit on loopback/private IPs); no kept connection to outlive a fork
+_MASTERS = httpx.Client(trust_env=False, follow_redirects=True, limits=httpx.Limits(max_keepalive_connections=0))
 _CORES_LINE = re.compile(r"<strong>Cores:</strong>\s*(?:(\d+)|Unlimited)\s*\((\d+) granted(?:,\s*(\d+) left)?\)")
 
 
@@ -36,11 +37,13 @@ class AppCores:
 
 def _get(url: str, timeout: float) -> str:
     try:
-        with _NO_PROXY.open(url, timeout=timeout) as response:
-            return response.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise SparkStateError(f"cannot read the Spark master at {url}: {reason}") from None
+        response = _MASTERS.get(url, timeout=timeout)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        raise SparkStateError(f"cannot read the Spark master at {url}: {error}") from None
+    if response.is_error:
+        reason = f"HTTP {response.status_code} {response.reason_phrase}"
+        raise SparkStateError(f"cannot read the Spark master at {url}: {reason}")
+    return response.content.decode("utf-8", "replace")
 
 
 def read_master_state(ip: str, webui_port: int = 8080, timeout: float = 5.0) -> dict[str, Any]:
