@@ -26,8 +26,8 @@ from dodas_tasks.store import (
     AmbiguousDeploymentId,
     DeploymentIdError,
     DeploymentNotFoundError,
-    MalformedDeploymentId,
     DeploymentStatus,
+    MalformedDeploymentId,
     NodeState,
     Store,
 )
