@@ -200,18 +200,33 @@ def list_command(all_: Annotated[bool, typer.Option("--all", help="Include delet
             typer.echo(f"{dep.id}  {dep.status:<19} {dep.cloud:<6} {groups}")
 
 
-@app.command()
-def status(deployment_id: str, events: Annotated[int, typer.Option(help="How many recent events.")] = 15) -> None:
-    """Show a deployment: status, nodes and their states, outputs, last events."""
+def resolve_id(reference: str) -> str:
+    """The full id of the deployment a typed id or 8+ character prefix names; a one-line reason and exit 2 if none."""
     from dodas_tasks import demo
-    from dodas_tasks.store import DeploymentNotFoundError, Store
+    from dodas_tasks.store import DeploymentIdError, DeploymentNotFoundError, Store
 
-    demo.stack()
+    demo.stack()  # the store lives under the CLI's AIRFLOW_HOME
     with Store() as store:
         try:
-            dep = store.get_deployment(deployment_id)
-        except DeploymentNotFoundError:
-            _fail(f"no deployment {deployment_id}; `dodas list` shows them")
+            return store.resolve_id(reference)
+        except DeploymentNotFoundError as exc:
+            _fail(f"{exc}; `dodas list --all` shows them")
+        except DeploymentIdError as exc:
+            _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+IdArg = Annotated[str, typer.Argument(help="Deployment id, or its first 8+ characters.", show_default=False)]
+
+
+@app.command()
+def status(deployment_id: IdArg, events: Annotated[int, typer.Option(help="How many recent events.")] = 15) -> None:
+    """Show a deployment: status, nodes and their states, outputs, last events."""
+    from dodas_tasks.store import Store
+
+    deployment_id = resolve_id(deployment_id)
+    with Store() as store:
+        dep = store.get_deployment(deployment_id)
         typer.echo(f"deployment {dep.id}: {dep.status}{' — ' + dep.status_reason if dep.status_reason else ''}")
         typer.echo(f"cloud {dep.cloud}, owner {dep.owner_subject}, created {dep.created_at:%Y-%m-%d %H:%M:%S}")
         typer.echo("nodes:")
@@ -230,14 +245,19 @@ def status(deployment_id: str, events: Annotated[int, typer.Option(help="How man
 
 
 @app.command()
-def undeploy(deployment_id: str, wait: Annotated[bool, typer.Option(help="Wait until deleted.")] = True) -> None:
+def undeploy(deployment_id: IdArg, wait: Annotated[bool, typer.Option(help="Wait until deleted.")] = True) -> None:
     """Delete every resource of a deployment (through the dodas_undeploy DAG)."""
     from dodas_tasks import demo
+    from dodas_tasks.airflow.rest_api import AirflowApiError
+    from dodas_tasks.devstack.local_airflow import StackError
 
+    deployment_id = resolve_id(deployment_id)
     s = _stack()
     since = demo.last_event_id(deployment_id)
-    if demo.undeploy(s, deployment_id) != "success":
-        _fail(f"undeploy of {deployment_id} was refused; see the dodas_undeploy run in the Airflow UI")
+    try:
+        demo.undeploy(s, deployment_id)
+    except (StackError, AirflowApiError) as exc:
+        _fail(str(exc))
     if wait:
         final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"}, since=since)
         typer.echo(final)
@@ -246,15 +266,39 @@ def undeploy(deployment_id: str, wait: Annotated[bool, typer.Option(help="Wait u
 
 
 @app.command()
-def scale(deployment_id: str, group: str, count: int) -> None:
+def scale(
+    deployment_id: IdArg,
+    group: Annotated[str, typer.Argument(help="Compute group (TOSCA node name).")],
+    count: Annotated[int, typer.Argument(help="Desired number of VMs.", min=0)],
+) -> None:
     """Set the number of VMs of a compute group (through the dodas_scale DAG)."""
     from dodas_tasks import demo
+    from dodas_tasks.airflow.rest_api import AirflowApiError
+    from dodas_tasks.devstack.local_airflow import StackError
 
+    deployment_id = resolve_id(deployment_id)
     s = _stack()
     since = demo.last_event_id(deployment_id)
-    if demo.scale(s, deployment_id, group, count) != "success":
-        _fail(f"scale request for {deployment_id} was refused; see the dodas_scale run in the Airflow UI")
+    try:
+        demo.scale(s, deployment_id, group, count)
+    except (StackError, AirflowApiError) as exc:
+        _fail(str(exc))
     typer.echo(demo.watch(deployment_id, typer.echo, until={"UPDATE_COMPLETE", "UPDATE_FAILED"}, since=since))
+
+
+@app.command()
+def stop() -> None:
+    """Stop the Airflow that `dodas demo` started (every component and task process; found by its pid file)."""
+    from dodas_tasks import demo
+    from dodas_tasks.devstack.local_airflow import StackError
+
+    s = demo.stack()
+    was_running = s.is_running()
+    try:
+        s.stop()
+    except StackError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"Airflow stopped ({s.airflow_home})" if was_running else f"Airflow is not running in {s.airflow_home}")
 
 
 @app.command("demo")
@@ -286,12 +330,13 @@ def demo_command(
             typer.echo("undeploying ...")
             final = "DELETE_FAILED"
             since = demo.last_event_id(deployment_id)
-            if demo.undeploy(s, deployment_id) == "success":
-                final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"}, since=since)
+            demo.undeploy(s, deployment_id)
+            final = demo.watch(deployment_id, typer.echo, until={"DELETE_COMPLETE", "DELETE_FAILED"}, since=since)
             typer.echo(final)
             ok = ok and final == "DELETE_COMPLETE"
         else:
             typer.echo(f"the cluster stays up: `dodas status {deployment_id}`, `dodas undeploy {deployment_id}`")
+            typer.echo("`dodas stop` stops Airflow")
     except (StackError, AirflowApiError) as exc:
         typer.echo(str(exc), err=True)
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -50,29 +49,22 @@ def ensure_running(s: AirflowStack, echo: Echo) -> bool:
 
 def submit(s: AirflowStack, conf: dict[str, Any], echo: Echo) -> str:
     """Through the dodas_submit DAG (conf: template or template_text, inputs, cloud), as a UI or REST user
-    would; returns the deployment id once its DAG exists."""
-    run_id = s.rest.trigger_dag(SUBMIT_DAG_ID, conf)
-    state = s.rest.wait_for_run(SUBMIT_DAG_ID, run_id, timeout=300)
-    if state != "success":
-        raise StackError(submit_error(s, run_id))
+    would; returns the deployment id once its DAG exists. A refusal raises StackError with the run's reason."""
+    run_id = request(s, SUBMIT_DAG_ID, conf, timeout=300)
     info = s.rest.xcom(SUBMIT_DAG_ID, run_id, "register")
     echo(f"deployment {info['deployment_id']} registered (DAG {info['dag_id']})")
     s.rest.wait_for_dag(info["dag_id"], timeout=120, reparse_via=SUBMIT_DAG_ID)
     return str(info["deployment_id"])
 
 
-def submit_error(s: AirflowStack, run_id: str) -> str:
-    log_dir = s.logs_dir / f"dag_id={SUBMIT_DAG_ID}" / f"run_id={run_id}" / "task_id=register"
-    lines: list[str] = []
-    for path in sorted(log_dir.glob("attempt=*.log")):
-        for raw in path.read_text().splitlines():
-            try:
-                event = json.loads(raw).get("event", "")
-            except ValueError:
-                continue
-            if "problem" in str(event) or "nothing was deployed" in str(event):
-                lines.append(str(event))
-    return "\n".join(lines) or f"{SUBMIT_DAG_ID} run {run_id} failed; see {log_dir}"
+def request(s: AirflowStack, dag_id: str, conf: dict[str, Any], timeout: float = 120) -> str:
+    """Run one of the request DAGs and return its run id once it succeeded; when it failed, StackError with the
+    reason the run's note gives (the request tasks write it there)."""
+    run_id = s.rest.trigger_dag(dag_id, conf)
+    if s.rest.wait_for_run(dag_id, run_id, timeout=timeout) != "success":
+        note = s.rest.run(dag_id, run_id).get("note")
+        raise StackError(note or f"{dag_id} run {run_id} failed; its task logs are under {s.logs_dir}")
+    return run_id
 
 
 def last_event_id(deployment_id: str) -> int:
@@ -99,12 +91,11 @@ def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, since: int = 0
             time.sleep(0.5)
 
 
-def undeploy(s: AirflowStack, deployment_id: str) -> str:
-    """Through the dodas_undeploy DAG; returns that run's state."""
-    run_id = s.rest.trigger_dag(UNDEPLOY_DAG_ID, {"deployment_id": deployment_id})
-    return s.rest.wait_for_run(UNDEPLOY_DAG_ID, run_id, timeout=120)
+def undeploy(s: AirflowStack, deployment_id: str) -> None:
+    """Through the dodas_undeploy DAG; StackError with the reason when refused."""
+    request(s, UNDEPLOY_DAG_ID, {"deployment_id": deployment_id})
 
 
-def scale(s: AirflowStack, deployment_id: str, group: str, count: int) -> str:
-    run_id = s.rest.trigger_dag(SCALE_DAG_ID, {"deployment_id": deployment_id, "group": group, "count": count})
-    return s.rest.wait_for_run(SCALE_DAG_ID, run_id, timeout=120)
+def scale(s: AirflowStack, deployment_id: str, group: str, count: int) -> None:
+    """Through the dodas_scale DAG; StackError with the reason when refused."""
+    request(s, SCALE_DAG_ID, {"deployment_id": deployment_id, "group": group, "count": count})

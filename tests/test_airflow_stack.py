@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -164,3 +167,24 @@ def test_stop_ends_every_process_and_frees_the_port(stack: AirflowStack) -> None
     assert not stack.pid_file.exists()
     assert not stack.is_running()
     assert not _listening(stack.port)
+
+
+def test_dodas_stop_stops_the_stack_of_its_airflow_home(stack: AirflowStack) -> None:
+    stack.start(components=("api-server",), migrate=False)  # as `dodas demo` leaves it: running, pid file written
+    recorded = json.loads(stack.pid_file.read_text())["components"]
+    leaders = [psutil.Process(record["pid"]) for record in recorded.values()]
+    env = {**os.environ, "AIRFLOW_HOME": str(stack.airflow_home), "DODAS_AIRFLOW_PORT": str(stack.port)}
+
+    stopped = subprocess.run(
+        [sys.executable, "-m", "dodas_tasks.cli", "stop"], capture_output=True, text=True, env=env, timeout=120
+    )
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Airflow stopped" in stopped.stdout
+    assert [p.pid for p in leaders if _alive(p)] == []
+    assert not stack.pid_file.exists()
+    assert not _listening(stack.port)
+    again = subprocess.run(
+        [sys.executable, "-m", "dodas_tasks.cli", "stop"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert again.returncode == 0 and "not running" in again.stdout

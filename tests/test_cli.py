@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from dodas_tasks.store import Store
+from dodas_tasks.tosca.plan import NodeGroup, Plan
+
 REPO = Path(__file__).resolve().parents[1]
 SPARK = REPO / "templates" / "spark_local.yaml"
 
@@ -65,5 +70,61 @@ def test_compile_prints_plan_json() -> None:
 def test_help_names_every_command() -> None:
     result = dodas("--help")
     assert result.returncode == 0
-    for command in ("validate", "compile", "submit", "list", "status", "scale", "undeploy", "demo"):
+    for command in ("validate", "compile", "submit", "list", "status", "scale", "undeploy", "demo", "stop"):
         assert command in result.stdout
+
+
+# -- deployment ids and refusals (the store only: no Airflow needed to refuse an id) ----------------------------
+
+FIRST = "96ef7b8a-0c1d-4e5f-8a9b-0123456789ab"
+TWIN = "96ef7b8a-ffff-4e5f-8a9b-0123456789ab"  # the same 8-character short id
+OTHER = "12345678-0c1d-4e5f-8a9b-0123456789ab"
+
+
+@pytest.fixture
+def deployments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Three deployments in a store of this test's own (the CLI subprocesses inherit DODAS_HOME)."""
+    monkeypatch.setenv("DODAS_HOME", str(tmp_path / "dodas"))
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))  # no Airflow runs there
+    with Store() as store:
+        for deployment_id in (FIRST, TWIN, OTHER):
+            store.create_deployment(
+                deployment_id=deployment_id,
+                template="tosca_definitions_version: tosca_simple_yaml_1_0\n",
+                plan=Plan(groups=[NodeGroup("vm")]),
+                owner_subject="alice",
+                owner_issuer="local",
+                ssh_private_key="private",
+                ssh_public_key="ssh-ed25519 AAAA",
+            )
+    return [FIRST, TWIN, OTHER]
+
+
+def assert_one_line_refusal(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_status_takes_the_short_id_of_dag_names(deployments: list[str]) -> None:
+    result = dodas("status", "12345678", "--events", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"deployment {OTHER}: CREATE_IN_PROGRESS")
+    assert dodas("status", "96ef7b8a-0c1d").returncode == 0
+
+
+def test_ambiguous_malformed_and_unknown_ids_are_refused_in_one_line(deployments: list[str]) -> None:
+    for command in (["status"], ["undeploy"], ["scale"]):
+        extra = ["vm", "1"] if command == ["scale"] else []
+        assert_one_line_refusal(dodas(*command, "96ef7b8a", *extra), "ambiguous", FIRST, TWIN)
+        assert_one_line_refusal(dodas(*command, "96ef", *extra), "too short")
+        assert_one_line_refusal(dodas(*command, "dodas_deployment_96ef7b8a", *extra), "is not a deployment id")
+        assert_one_line_refusal(dodas(*command, "abcdef0123", *extra), "no deployment with id 'abcdef0123'")
+
+
+def test_stop_without_a_running_stack_says_so(deployments: list[str]) -> None:
+    result = dodas("stop")
+    assert result.returncode == 0, result.stderr
+    assert "Airflow is not running" in result.stdout

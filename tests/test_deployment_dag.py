@@ -150,3 +150,44 @@ def test_submit_dag_registers_and_the_deployment_dag_appears_then_retires(
     assert info["dag_id"] not in deployment_dags(store)  # then retired: the factory no longer generates it
     assert secret not in capfd.readouterr().out  # task logs
     assert all(secret not in e.message for e in store.list_events(deployment_id, limit=1000))
+
+
+def test_a_status_or_output_change_makes_no_new_dag_version(store: Store) -> None:
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    from dodas_tasks.airflow.dag_factories.deployment import deployment_dags
+
+    deployment_id = service.submit(store, PLAIN, {"admin_password": "pw-for-the-hash-test"})
+    name = deployment_dag_id(deployment_id)
+
+    def version_hash() -> str:
+        return LazyDeserializedDAG.from_dag(deployment_dags(store)[name]).hash
+
+    before = version_hash()
+    store.set_status(deployment_id, DeploymentStatus.CREATE_COMPLETE, "all nodes STARTED")
+    store.update_deployment(deployment_id, outputs={"vm_ip": "127.77.0.9"}, desired_counts={"vm": 3}, cloud="ec2")
+    assert version_hash() == before
+    store.set_status(deployment_id, DeploymentStatus.UPDATE_FAILED, "provision.vm: quota exceeded")
+    assert version_hash() == before
+    dag = deployment_dags(store)[name]
+    assert dag.start_date == store.get_deployment(deployment_id).created_at  # the first run is dated at submission
+
+
+def test_a_stray_run_of_a_deleted_deployment_changes_nothing(airflow_db: None, store: Store, cloud: LocalCloud) -> None:
+    deployment_id = service.submit(store, PLAIN, {"admin_password": "pw-for-the-stray-run"})
+    name = deployment_dag_id(deployment_id)
+    assert run_dag(name).state == "success"
+    service.request_undeploy(store, deployment_id)
+    assert run_dag(name).state == "success"
+    deleted = store.get_deployment(deployment_id)
+    assert deleted.status == DeploymentStatus.DELETE_COMPLETE
+    last_event = store.list_events(deployment_id, limit=1)[-1].id
+
+    stray = run_dag(name)  # e.g. the Trigger button of the DAG page, still listed for a while after the deletion
+    assert stray.state == "success"
+    states = {ti.task_id: ti.state for ti in stray.get_task_instances()}
+    assert states["begin"] == "skipped" and states["provision.vm"] == "skipped" and states["outcome"] == "success"
+    assert store.get_deployment(deployment_id) == deleted  # still DELETE_COMPLETE, not one field written
+    assert store.list_events(deployment_id, after_id=last_event) == []
+    assert cloud.list_servers(deployment_tags(deployment_id)) == []
+    assert [d.id for d in store.list_deployments(live_only=True)].count(deployment_id) == 0  # `dodas list`

@@ -23,8 +23,11 @@ from cryptography.fernet import Fernet
 from dodas_tasks import crypto
 from dodas_tasks.store import (
     REDACTED,
+    AmbiguousDeploymentId,
+    DeploymentIdError,
     DeploymentNotFoundError,
     DeploymentStatus,
+    MalformedDeploymentId,
     NodeState,
     Store,
 )
@@ -229,6 +232,32 @@ def test_list_deployments_filters(store: Store) -> None:
     assert [d.id for d in store.list_deployments()] == [alive, gone]
     assert [d.id for d in store.list_deployments(live_only=True)] == [alive]
     assert [d.id for d in store.list_deployments(owner_subject="bob")] == [gone]
+
+
+def test_ids_resolve_from_prefixes_of_8_or_more_characters(store: Store) -> None:
+    first = new_deployment(store, deployment_id="96ef7b8a-0c1d-4e5f-8a9b-0123456789ab")
+    twin = new_deployment(store, deployment_id="96ef7b8a-ffff-4e5f-8a9b-0123456789ab")  # same short id
+    other = new_deployment(store, deployment_id="12345678-0c1d-4e5f-8a9b-0123456789ab")
+    store.set_status(other, DeploymentStatus.DELETE_COMPLETE)
+
+    assert store.resolve_id(first) == first
+    assert store.resolve_id("96EF7B8A-0C1D") == first  # case and dashes ignored
+    assert store.resolve_id("96ef7b8a0c1d") == first
+    assert store.resolve_id("12345678") == other  # deleted ones too: `dodas status` shows them
+    with pytest.raises(AmbiguousDeploymentId, match="'96ef7b8a' is ambiguous") as ambiguous:
+        store.resolve_id("96ef7b8a")
+    assert ambiguous.value.candidates == [first, twin]
+    assert first in str(ambiguous.value) and twin in str(ambiguous.value)
+    with pytest.raises(DeploymentNotFoundError, match="no deployment with id 'abcdef01'"):
+        store.resolve_id("abcdef01")
+    with pytest.raises(MalformedDeploymentId, match="too short: give at least 8"):
+        store.resolve_id("96ef7b")
+    with pytest.raises(MalformedDeploymentId, match="is not a deployment id"):
+        store.resolve_id("dodas_deployment_96ef7b8a")
+    for refusal in ("96ef7b8a", "abcdef01", "96ef7b", "x" * 40, ""):  # one kind to catch, one line to print
+        with pytest.raises(DeploymentIdError) as refused:
+            store.resolve_id(refusal)
+        assert "\n" not in str(refused.value)
 
 
 # -- events ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import httpx
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_exponential
 
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
+NOTE_MAX_LENGTH = 1000  # Airflow's limit on a DAG run's note
 
 
 class AirflowApiError(RuntimeError):
@@ -83,9 +84,21 @@ class AirflowRestClient:
             raise AirflowApiError(f"POST /api/v2/dags/{dag_id}/dagRuns returned HTTP {status}", status)
         return str(response.json()["dag_run_id"])
 
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """One DAG run as the REST API shows it (state, note, conf, dates)."""
+        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         """Current state of one DAG run (queued, running, success, failed)."""
-        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+        return self.run(dag_id, run_id)["state"]
+
+    def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """Set a DAG run's note (cut to Airflow's 1000 characters), shown on the run in the UI."""
+        if len(note) > NOTE_MAX_LENGTH:
+            note = note[: NOTE_MAX_LENGTH - 1] + "…"
+        self.api(
+            "PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"note": note}, params={"update_mask": "note"}
+        )
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0, poll: float = 0.5) -> str:
         """Poll a run until success or failed; returns that state, AirflowApiError on timeout."""

@@ -42,8 +42,12 @@ def finalize_run(
     site_services: SiteServices | None = None,
 ) -> RunOutcome:
     """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends.
-    site_services: the site's Marathon and Chronos, to remove what the deployment put there."""
+    site_services: the site's Marathon and Chronos, to remove what the deployment put there.
+    A deleted deployment is left alone: a stray run after the deletion changes nothing."""
     dep = store.get_deployment(deployment_id)
+    if dep.status == DeploymentStatus.DELETE_COMPLETE:
+        log(f"deployment {deployment_id} is deleted: nothing to finalize")
+        return RunOutcome(DeploymentStatus.DELETE_COMPLETE, "already deleted: this run changed nothing")
     failures = [
         e.message
         for e in store.list_events(deployment_id, limit=10_000, after_id=since_event)

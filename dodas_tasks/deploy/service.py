@@ -127,8 +127,11 @@ def submit(
 
 def request_scale(
     store: Store, deployment_id: str, group: str, count: int, removal_list: list[str] | None = None, reason: str = ""
-) -> None:
-    """Ask for `count` nodes in `group` (removing the listed node ids first); the next DAG run applies it."""
+) -> str:
+    """Ask for `count` nodes in `group` (removing the listed node ids first); the next DAG run applies it.
+
+    `deployment_id` may be a prefix (Store.resolve_id); returns the full id."""
+    deployment_id = store.resolve_id(deployment_id)
     dep = store.get_deployment(deployment_id)
     if dep.status in (DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE):
         raise RequestRefused(f"deployment {deployment_id} is being deleted; it cannot be scaled")
@@ -149,12 +152,17 @@ def request_scale(
         },
         event=("scale", f"{group}: desired {count}{' — ' + reason if reason else ''}"),
     )
+    return deployment_id
 
 
-def request_undeploy(store: Store, deployment_id: str, reason: str = "requested") -> None:
-    """Mark for deletion; the deployment DAG's next run deletes every resource and retires the DAG."""
+def request_undeploy(store: Store, deployment_id: str, reason: str = "requested") -> str:
+    """Mark for deletion; the deployment DAG's next run deletes every resource and retires the DAG.
+
+    `deployment_id` may be a prefix (Store.resolve_id); returns the full id."""
+    deployment_id = store.resolve_id(deployment_id)
     dep = store.get_deployment(deployment_id)
     if dep.status == DeploymentStatus.DELETE_COMPLETE:
         raise RequestRefused(f"deployment {deployment_id} is already deleted")
     store.update_deployment(deployment_id, desired_counts={g: 0 for g in dep.desired_counts})
     store.set_status(deployment_id, DeploymentStatus.DELETE_IN_PROGRESS, f"undeploy {reason}")
+    return deployment_id

@@ -1,6 +1,7 @@
 """The deployment store: deployments, nodes and events (SQLAlchemy + alembic; SQLite or PostgreSQL)."""
 
 from dodas_tasks.store.changes import DEPLOYMENT_FIELDS, NODE_FIELDS
+from dodas_tasks.store.ids import AmbiguousDeploymentId, DeploymentIdError, MalformedDeploymentId
 from dodas_tasks.store.records import REDACTED, DeploymentRecord, EventRecord, NodeRecord
 from dodas_tasks.store.retry import ConcurrentUpdateError
 from dodas_tasks.store.store import DeploymentNotFoundError, NodeNotFoundError, Store
@@ -10,11 +11,14 @@ __all__ = [
     "DEPLOYMENT_FIELDS",
     "NODE_FIELDS",
     "REDACTED",
+    "AmbiguousDeploymentId",
     "ConcurrentUpdateError",
+    "DeploymentIdError",
     "DeploymentNotFoundError",
     "DeploymentRecord",
     "DeploymentStatus",
     "EventRecord",
+    "MalformedDeploymentId",
     "NodeNotFoundError",
     "NodeRecord",
     "NodeState",

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
@@ -22,6 +22,7 @@ from dodas_tasks.naming import server_name
 from dodas_tasks.settings import database_url
 from dodas_tasks.store import changes as field_changes
 from dodas_tasks.store.engine import make_engine
+from dodas_tasks.store.ids import MAX_CANDIDATES, AmbiguousDeploymentId, DeploymentIdError, id_prefix
 from dodas_tasks.store.migrate import upgrade_to_head
 from dodas_tasks.store.models import Deployment, Event, Node, utcnow
 from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord
@@ -35,7 +36,7 @@ _adopting_lost_inserts = retry(
 )(retry_on_conflict)
 
 
-class DeploymentNotFoundError(LookupError):
+class DeploymentNotFoundError(DeploymentIdError):
     """No deployment with that id."""
 
 
@@ -166,6 +167,25 @@ class Store:
             query = query.where(Deployment.status.in_([parse_status(s).value for s in statuses]))
         with self._session() as session:
             return [DeploymentRecord.from_row(row, copy=False) for row in session.scalars(query)]
+
+    def resolve_id(self, reference: str) -> str:
+        """The full id of the one deployment (deleted ones included) whose id starts with ``reference``: a full id
+        or its first 8+ characters, dashes and case ignored. Raises MalformedDeploymentId, DeploymentNotFoundError
+        or AmbiguousDeploymentId (with the candidates), all DeploymentIdError with a one-line message."""
+        prefix = id_prefix(reference)
+        query = (
+            select(Deployment.id)
+            .where(func.replace(Deployment.id, "-", "").startswith(prefix, autoescape=True))
+            .order_by(Deployment.created_at, Deployment.id)
+            .limit(MAX_CANDIDATES + 1)
+        )
+        with self._session() as session:
+            found = list(session.scalars(query))
+        if not found:
+            raise DeploymentNotFoundError(f"no deployment with id {reference!r} in the store")
+        if len(found) > 1:
+            raise AmbiguousDeploymentId(reference, found)
+        return found[0]
 
     def update_deployment(self, deployment_id: str, **changes: Any) -> DeploymentRecord:
         """Set fields (see changes.DEPLOYMENT_FIELDS); secrets given in clear are encrypted.

@@ -12,7 +12,6 @@ from typing import Any
 
 from airflow.sdk import DAG, get_parsing_context
 
-from dodas_tasks.airflow.dag_factories import START
 from dodas_tasks.airflow.operators.deployment import (
     BeginOperator,
     ComponentOperator,
@@ -22,7 +21,7 @@ from dodas_tasks.airflow.operators.deployment import (
     ProvisionGroupOperator,
     VerifyOperator,
 )
-from dodas_tasks.naming import deployment_dag_id
+from dodas_tasks.naming import deployment_dag_id, short_id
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
 from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
 
@@ -34,14 +33,18 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
     """begin → provision.<group> (all groups at once) → configure/deploy.<component> (plan edges) → verify →
     finalize → failover (runs only when a failed creation moved to the next cloud) → outcome (the run's state)"""
     plan = dep.plan
+    # Everything below depends on the plan and on what the submission fixed, never on live state (status, counts,
+    # outputs, current cloud): a change of those must not make a new DAG version.
     with DAG(
         dag_id=deployment_dag_id(dep.id),
-        schedule="@once",  # the first run starts by itself; later runs (scale, heal, undeploy) are triggered
-        start_date=START,
+        # the first run starts by itself, dated when the deployment was submitted; later runs (scale, heal,
+        # undeploy) are triggered
+        schedule="@once",
+        start_date=dep.created_at,
         catchup=False,
         max_active_runs=1,  # changes to one deployment queue up instead of racing
         is_paused_upon_creation=False,
-        tags=["dodas", "deployment", dep.cloud],
+        tags=["dodas", "deployment", *dep.clouds],
         doc_md=doc_md(dep, plan),
         default_args={"retries": 0},
     ) as dag:
@@ -88,17 +91,23 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
 
 
 def doc_md(dep: DeploymentRecord, plan: Plan) -> str:
-    """What the UI shows on the DAG page: status, inputs (secrets hidden), outputs, the template."""
+    """What the DAG page shows: what was submitted (description, groups, inputs with secrets hidden, template).
+    Live state is read from the store where it is shown, so that it never changes the DAG's serialized form."""
     inputs = "\n".join(f"| {k} | `{v}` |" for k, v in sorted(dep.inputs.items()) if "." not in k) or "| - | - |"
-    outputs = "\n".join(f"| {k} | `{v}` |" for k, v in sorted(dep.outputs.items()) if not k.startswith("_"))
-    groups = ", ".join(f"{g.name} ×{dep.desired_counts.get(g.name, g.count)}" for g in plan.groups)
+    groups = (
+        ", ".join(
+            f"{g.name} ×{g.count}" + (f" ({g.min_count}–{g.max_count})" if g.min_count != g.max_count else "")
+            for g in plan.groups
+        )
+        or "-"
+    )
     return (
         f"### DODAS deployment `{dep.id}`\n\n"
-        f"**Status:** {dep.status}{' — ' + dep.status_reason if dep.status_reason else ''}  \n"
-        f"**Cloud:** {dep.cloud} · **Owner:** {dep.owner_subject} · **Groups:** {groups}\n\n"
         f"{plan.description}\n\n"
+        f"**Clouds:** {', '.join(dep.clouds)} · **Owner:** {dep.owner_subject} · **Groups as submitted:** {groups}\n\n"
+        f"Status, nodes, outputs and events are live: `dodas status {short_id(dep.id)}`, the Deployments page, "
+        "and the notes of this DAG's runs.\n\n"
         f"#### Inputs\n| name | value |\n|---|---|\n{inputs}\n\n"
-        f"#### Outputs\n| name | value |\n|---|---|\n{outputs or '| - | - |'}\n\n"
         f"#### Template\n```yaml\n{dep.template}\n```\n"
     )
 

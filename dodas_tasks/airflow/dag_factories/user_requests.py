@@ -4,6 +4,8 @@ store requests out."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,11 @@ from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from dodas_tasks.airflow.dag_factories import START
-from dodas_tasks.airflow.hooks.airflow_api import API_CONN_ID, rest_client
+from dodas_tasks.airflow.hooks.airflow_api import API_CONN_ID, note_run, rest_client
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.naming import deployment_dag_id
-from dodas_tasks.store import DeploymentNotFoundError, Store
+from dodas_tasks.store import DeploymentIdError, Store
+from dodas_tasks.store.ids import MIN_ID_PREFIX
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
@@ -32,29 +35,46 @@ def submit_dag() -> DAG:
         catchup=False,
         is_paused_upon_creation=False,
         tags=["dodas"],
+        # Every field has a default and a type that admits null: Airflow's trigger form stars (and requires a
+        # value in) any field whose type does not, so the form submits as it opens (spark_local.yaml on local).
         params={
             "template": Param(
                 "spark_local.yaml",
-                type="string",
-                enum=template_choices(),
+                type=["null", "string"],
+                enum=[*template_choices(), None],
+                values_display={"null": "(none: deploy the pasted template)"},
                 title="Template",
-                description="A ready template from templates/ (ignored if one is pasted)",
+                description="A ready template from templates/. A template pasted below wins over this choice.",
             ),
-            "template_text": Param("", type="string", format="multiline", title="Or paste a TOSCA template"),
-            "inputs": Param({}, type="object", title="Inputs", description='e.g. {"number_of_workers": 2}'),
-            "cloud": Param("local", type="string", enum=known_clouds(), title="Cloud"),
+            "template_text": Param(
+                None,
+                type=["null", "string"],
+                format="multiline",
+                title="Or paste a TOSCA template",
+                description="Optional. When given, this template is deployed and the choice above is ignored "
+                "(the run's note says which one was deployed).",
+            ),
+            "inputs": Param({}, type=["null", "object"], title="Inputs", description='e.g. {"number_of_workers": 2}'),
+            "cloud": Param(
+                "local",
+                type=["null", "string"],
+                enum=[*known_clouds(), None],
+                values_display={"null": "local (the default)"},
+                title="Cloud",
+            ),
             "failover_clouds": Param(
                 [],
-                type="array",
+                type=["null", "array"],
                 items={"type": "string"},
                 title="Failover clouds",
-                description="Clouds to try in this order if provisioning fails on the first (quota, timeout, errors)",
+                description="Optional. Clouds to try in this order if provisioning fails on the first "
+                "(quota, timeout, errors)",
             ),
             "options": Param(
                 {},
-                type="object",
+                type=["null", "object"],
                 title="Options",
-                description='e.g. {"on_partial": "keep", "min_ready": 0.8, "max_providers_retry": 2}',
+                description='Optional, e.g. {"on_partial": "keep", "min_ready": 0.8, "max_providers_retry": 2}',
             ),
             # "access_token" is in Airflow's sensitive names: the masker hides it in conf and logs
             "access_token": Param(
@@ -64,7 +84,11 @@ def submit_dag() -> DAG:
                 description="Your INDIGO IAM access token: the deployment becomes yours and can act for you for months",
             ),
         },
-        doc_md="Submit a TOSCA template: it is validated, registered, and its deployment DAG starts by itself.",
+        doc_md=(
+            "Submit a TOSCA template: it is validated, registered, and its deployment DAG starts by itself. "
+            "The run's note names the new deployment and its DAG (or says why the submission was refused); "
+            "the `register` task's XCom holds them as JSON (`deployment_id`, `dag_id`)."
+        ),
     ) as dag:
         publish(register())
     return dag
@@ -80,7 +104,7 @@ def undeploy_dag() -> DAG:
         catchup=False,
         is_paused_upon_creation=False,
         tags=["dodas"],
-        params={"deployment_id": Param(type="string", minLength=36, maxLength=36, title="Deployment id")},
+        params={"deployment_id": deployment_id_param()},
     ) as dag:
         mark() >> TriggerDagRunOperator(
             task_id="run_deployment_dag", trigger_dag_id="{{ ti.xcom_pull(task_ids='mark')['dag_id'] }}"
@@ -99,10 +123,12 @@ def scale_dag() -> DAG:
         is_paused_upon_creation=False,
         tags=["dodas"],
         params={
-            "deployment_id": Param(type="string", minLength=36, maxLength=36, title="Deployment id"),
+            "deployment_id": deployment_id_param(),
             "group": Param(type="string", title="Compute group (TOSCA node name)"),
             "count": Param(1, type="integer", minimum=0, title="Desired count"),
-            "removal_list": Param([], type="array", items={"type": "string"}, title="Node ids or names to remove"),
+            "removal_list": Param(
+                [], type=["null", "array"], items={"type": "string"}, title="Node ids or names to remove (optional)"
+            ),
         },
     ) as dag:
         request() >> TriggerDagRunOperator(
@@ -116,7 +142,11 @@ def scale_dag() -> DAG:
 
 @task
 def register(params: dict, dag_run=None) -> dict:
-    return register_submission(params, getattr(dag_run, "triggering_user_name", None))
+    chose = "template" in (getattr(dag_run, "conf", None) or {})  # the form sends it; a REST caller may not
+    with refusal_noted(dag_run):
+        info = register_submission(params, getattr(dag_run, "triggering_user_name", None), template_chosen=chose)
+    note_run(dag_run, f"deployment {info['deployment_id']} (DAG {info['dag_id']}) from {info['source']}")
+    return info
 
 
 @task
@@ -125,23 +155,54 @@ def publish(info: dict) -> dict:
 
 
 @task
-def mark(params: dict) -> dict:
-    return undeploy(params["deployment_id"])
+def mark(params: dict, dag_run=None) -> dict:
+    with refusal_noted(dag_run):
+        info = undeploy(params["deployment_id"])
+    note_run(dag_run, f"deployment {info['deployment_id']}: deletion requested; {info['dag_id']} deletes it")
+    return info
 
 
 @task
-def request(params: dict) -> dict:
-    return scale(params["deployment_id"], params["group"], params["count"], params["removal_list"])
+def request(params: dict, dag_run=None) -> dict:
+    with refusal_noted(dag_run):
+        info = scale(params["deployment_id"], params["group"], params["count"], params.get("removal_list") or [])
+    note_run(
+        dag_run,
+        f"deployment {info['deployment_id']}: {params['group']} set to {params['count']}; {info['dag_id']} applies it",
+    )
+    return info
+
+
+def deployment_id_param() -> Param:
+    return Param(
+        type="string",
+        minLength=MIN_ID_PREFIX,
+        maxLength=36,
+        pattern="^[0-9a-fA-F-]+$",
+        title="Deployment id",
+        description=f"The full id or its first {MIN_ID_PREFIX}+ characters (the short id in the deployment's DAG name)",
+    )
+
+
+@contextmanager
+def refusal_noted(dag_run: Any) -> Iterator[None]:
+    """A refused request fails its task and says why on the run's note, where the UI and REST callers see it."""
+    try:
+        yield
+    except AirflowFailException as exc:
+        note_run(dag_run, f"Refused: {exc}")
+        raise
 
 
 def template_choices() -> list[str]:
     return sorted(p.name for p in TEMPLATES_DIR.glob("*.yaml"))
 
 
-def register_submission(params: dict[str, Any], user: str | None) -> dict[str, str]:
+def register_submission(params: dict[str, Any], user: str | None, template_chosen: bool = True) -> dict[str, str]:
     """Validate and register a submission; a bad template or input fails the task with the full report.
 
-    With an IAM `access_token` the deployment is delegated: owned by the token's subject, refreshed for hours.
+    A pasted template wins over the template choice (said in `source` when one was `template_chosen`). With an IAM
+    `access_token` the deployment is delegated: owned by the token's subject, refreshed for hours.
     """
     token = params.get("access_token") or None
     iam = None
@@ -153,13 +214,19 @@ def register_submission(params: dict[str, Any], user: str | None) -> dict[str, s
 
         iam = IamHook().client
     text = (params.get("template_text") or "").strip()
-    source = "pasted template"
-    if not text:
-        name = params.get("template") or ""
+    name = params.get("template") or ""
+    if text:
+        source = "pasted template"
+        origin = source + (f" (the template choice {name!r} was ignored)" if name and template_chosen else "")
+    else:
         if name not in template_choices():
-            raise AirflowFailException(f"template {name!r} is not in templates/: choose one of {template_choices()}")
+            raise AirflowFailException(
+                f"template {name!r} is not in templates/: choose one of {', '.join(template_choices())} or paste one"
+                if name
+                else f"no template: choose one of {', '.join(template_choices())} or paste one"
+            )
         text = (TEMPLATES_DIR / name).read_text()
-        source = f"templates/{name}"
+        source = origin = f"templates/{name}"
     from dodas_tasks.deploy import service  # compiler and tosca-parser load in the task, not at DAG parse
     from dodas_tasks.iam import IamError
     from dodas_tasks.tosca.errors import DodasTemplateError
@@ -187,7 +254,7 @@ def register_submission(params: dict[str, Any], user: str | None) -> dict[str, s
         except IamError as exc:  # invalid/expired token, IdP down: nothing was created; no token in the message
             raise AirflowFailException(f"IAM: {exc}") from None
     log.info("registered deployment %s: its DAG is %s", deployment_id, deployment_dag_id(deployment_id))
-    return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id)}
+    return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id), "source": origin}
 
 
 def publish_deployment_dag(info: dict[str, str]) -> dict[str, str]:
@@ -202,22 +269,26 @@ def publish_deployment_dag(info: dict[str, str]) -> dict[str, str]:
 
 
 def undeploy(deployment_id: str) -> dict[str, str]:
+    """Mark a deployment (full id or prefix) for deletion; a refusal fails the task with the reason."""
     from dodas_tasks.deploy import service
 
     with Store() as store:
         try:
-            service.request_undeploy(store, deployment_id)
-        except (DeploymentNotFoundError, service.RequestRefused) as exc:
+            deployment_id = service.request_undeploy(store, deployment_id)
+        except (DeploymentIdError, service.RequestRefused) as exc:
             raise AirflowFailException(str(exc)) from None
     return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id)}
 
 
 def scale(deployment_id: str, group: str, count: int, removal_list: list[str]) -> dict[str, str]:
+    """Record the desired count of a group (full id or prefix); a refusal fails the task with the reason."""
     from dodas_tasks.deploy import service
 
     with Store() as store:
         try:
-            service.request_scale(store, deployment_id, group, count, removal_list, reason="requested by user")
-        except (DeploymentNotFoundError, service.RequestRefused) as exc:
+            deployment_id = service.request_scale(
+                store, deployment_id, group, count, removal_list, reason="requested by user"
+            )
+        except (DeploymentIdError, service.RequestRefused) as exc:
             raise AirflowFailException(str(exc)) from None
     return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id)}

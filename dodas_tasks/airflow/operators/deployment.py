@@ -15,9 +15,11 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 
+from dodas_tasks.airflow.hooks.airflow_api import note_run
 from dodas_tasks.store import DeploymentStatus, Store
 
-DELETING = {DeploymentStatus.DELETE_IN_PROGRESS}
+# Nothing to configure, verify or act for the owner on: being deleted, or deleted (a stray run changes nothing)
+DELETING_OR_DELETED = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
 
 
 def _mask(store: Store, deployment_id: str) -> None:
@@ -80,7 +82,7 @@ class DeploymentOperator(BaseOperator):
         """A delegated deployment acts for its owner: every task gets a fresh access token from the one token
         source (refreshed on the way, however long the deployment); a dead delegation fails it, saying so."""
         dep = store.get_deployment(self.deployment_id)
-        if not dep.has_refresh_token or dep.status in DELETING:
+        if not dep.has_refresh_token or dep.status in DELETING_OR_DELETED:
             return
         from airflow.sdk.log import mask_secret
 
@@ -94,23 +96,27 @@ class DeploymentOperator(BaseOperator):
             raise AirflowFailException(mark_token_failure(store, self.deployment_id, exc)) from None
 
     def _deleting(self, store: Store) -> bool:
-        return store.get_deployment(self.deployment_id).status in DELETING
+        return store.get_deployment(self.deployment_id).status in DELETING_OR_DELETED
 
 
 class BeginOperator(DeploymentOperator):
-    """Marks the run IN_PROGRESS and returns the event id from which finalize looks for failures."""
+    """Marks the run IN_PROGRESS and returns the event id from which finalize looks for failures.
+
+    A run of a deleted deployment (a stray trigger) is skipped, so every task after it is, and changes nothing."""
 
     @records_failure
     def execute(self, context: Context) -> int:
         with self._store() as store:
             dep = store.get_deployment(self.deployment_id)
             if dep.status == DeploymentStatus.DELETE_COMPLETE:
-                raise AirflowFailException(f"deployment {self.deployment_id} is already deleted")
+                reason = f"deployment {self.deployment_id} is deleted (DELETE_COMPLETE): this run changes nothing"
+                note_run(context.get("dag_run"), reason)
+                raise AirflowSkipException(reason)
             if dep.status == DeploymentStatus.DELETE_FAILED:  # a failed deletion is retried as a deletion
                 store.set_status(
                     self.deployment_id, DeploymentStatus.DELETE_IN_PROGRESS, f"retry, run {context['run_id']}"
                 )
-            elif dep.status not in DELETING:
+            elif dep.status not in DELETING_OR_DELETED:
                 first = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
                 status = DeploymentStatus.CREATE_IN_PROGRESS if first else DeploymentStatus.UPDATE_IN_PROGRESS
                 store.set_status(self.deployment_id, status, f"run {context['run_id']}")
@@ -274,6 +280,11 @@ class OutcomeOperator(DeploymentOperator):
     def execute(self, context: Context) -> str:
         with Store() as store:
             dep = store.get_deployment(self.deployment_id)
-        if dep.status.endswith("_FAILED") or dep.status.endswith("_IN_PROGRESS"):
-            raise AirflowFailException(f"{dep.status}: {dep.status_reason or 'see the failed tasks'}")
+        failed = dep.status.endswith("_FAILED") or dep.status.endswith("_IN_PROGRESS")
+        outcome = f"{dep.status}: {dep.status_reason or ('see the failed tasks' if failed else 'done')}"
+        stray = dep.status == DeploymentStatus.DELETE_COMPLETE and context["ti"].xcom_pull(task_ids="begin") is None
+        if not stray:  # a stray run of a deleted deployment keeps the note its begin task wrote
+            note_run(context.get("dag_run"), outcome)
+        if failed:
+            raise AirflowFailException(outcome)
         return dep.status
