@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, get_parsing_context
 
-from dodas_tasks.airflow.dag_factories import START
+from dodas_tasks.airflow.dag_factories import service_dag
 from dodas_tasks.airflow.operators.elasticity import ElasticityOperator
 from dodas_tasks.elastic.settings import ElasticSettings, SettingError, resolve
 from dodas_tasks.naming import deployment_dag_id, elastic_dag_id
@@ -50,14 +50,11 @@ def elastic_dags() -> dict[str, DAG]:
                 settings = resolve(elastic.settings, dep.options)
             except SettingError:
                 settings = ElasticSettings()  # the operator reports the error when it runs
-            with DAG(
-                dag_id=name,
+            with service_dag(
+                name,
                 schedule="@continuous",  # a new run as soon as one ends: the watch never stops
-                start_date=START,
-                catchup=False,
                 max_active_runs=1,
-                is_paused_upon_creation=False,
-                tags=["dodas", "elasticity"],
+                tags=("elasticity",),
                 doc_md=doc_md(dep, settings),
                 # a failing watch is retried slowly, so a persistent error cannot spin the continuous schedule
                 default_args={"retries": 3, "retry_delay": timedelta(seconds=30)},

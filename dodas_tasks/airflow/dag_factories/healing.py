@@ -15,7 +15,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Context, task
 
-from dodas_tasks.airflow.dag_factories import START
+from dodas_tasks.airflow.dag_factories import service_dag
 from dodas_tasks.airflow.hooks.store import shared_store
 from dodas_tasks.elastic.settings import ElasticSettings
 from dodas_tasks.naming import deployment_dag_id
@@ -24,15 +24,12 @@ from dodas_tasks.naming import deployment_dag_id
 def healing_dag() -> DAG:
     """dodas_healing: check → run_deployment_dags (one TriggerDagRunOperator per deployment to repair)."""
     interval_s = int(os.environ.get("DODAS_HEALING_INTERVAL_S", "30"))
-    with DAG(
-        dag_id="dodas_healing",
+    with service_dag(
+        "dodas_healing",
         description="Replace unhealthy nodes of every deployment",
         schedule=timedelta(seconds=interval_s),
-        start_date=START,
-        catchup=False,
         max_active_runs=1,
-        is_paused_upon_creation=False,
-        tags=["dodas", "healing"],
+        tags=("healing",),
         doc_md=(
             f"Checks every serving deployment every {interval_s} s (`DODAS_HEALING_INTERVAL_S`): cloud status, SSH "
             "banner, framework membership (Spark: worker ALIVE, master answering). A node unhealthy for longer than "

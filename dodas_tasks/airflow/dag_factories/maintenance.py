@@ -7,20 +7,17 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, task
 
-from dodas_tasks.airflow.dag_factories import START
+from dodas_tasks.airflow.dag_factories import service_dag
 
 
 def leak_collector_dag() -> DAG:
     """dodas_leak_collector: every 30 minutes, remove cloud resources no live deployment owns."""
-    with DAG(
-        dag_id="dodas_leak_collector",
+    with service_dag(
+        "dodas_leak_collector",
         description="Remove cloud resources no live deployment owns (after a grace period)",
         schedule=timedelta(minutes=30),
-        start_date=START,
-        catchup=False,
         max_active_runs=1,
-        is_paused_upon_creation=False,
-        tags=["dodas", "maintenance"],
+        tags=("maintenance",),
         doc_md=(
             "Lists project-tagged resources on every cloud in `DODAS_CLOUDS` (default `local`) and removes those "
             "whose deployment is unknown or deleted, or servers a live deployment does not record, once older than "
@@ -53,15 +50,12 @@ def collect() -> dict:
 
 def token_refresh_dag() -> DAG:
     """dodas_token_refresh: every 6 hours, keep each live deployment's refresh token alive and mark the dead ones."""
-    with DAG(
-        dag_id="dodas_token_refresh",
+    with service_dag(
+        "dodas_token_refresh",
         description="Refresh stored IAM refresh tokens; mark deployments whose token was revoked",
         schedule=timedelta(hours=6),
-        start_date=START,
-        catchup=False,
         max_active_runs=1,
-        is_paused_upon_creation=False,
-        tags=["dodas", "maintenance"],
+        tags=("maintenance",),
         doc_md="Uses the `dodas_iam` connection. Returns counts only; per-deployment outcomes are deployment events.",
     ) as dag:
         refresh_tokens()

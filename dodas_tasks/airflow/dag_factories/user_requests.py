@@ -13,28 +13,24 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from dodas_tasks.airflow.dag_factories import START
+from dodas_tasks.airflow.dag_factories import service_dag
 from dodas_tasks.airflow.hooks.airflow_api import API_CONN_ID, note_run, rest_client
 from dodas_tasks.clouds.base import known_clouds
-from dodas_tasks.naming import deployment_dag_id
+from dodas_tasks.naming import SCALE_DAG_ID, SUBMIT_DAG_ID, UNDEPLOY_DAG_ID, deployment_dag_id
 from dodas_tasks.store import DeploymentIdError, Store
 from dodas_tasks.store.ids import MIN_ID_PREFIX
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
-DAG_FILE_ANCHOR = "dodas_submit"  # a DAG defined in the same file as the deployment DAGs
+DAG_FILE_ANCHOR = SUBMIT_DAG_ID  # a DAG defined in the same file as the deployment DAGs
 
 
 def submit_dag() -> DAG:
     """dodas_submit: register (validate, store) → publish (make the deployment DAG appear now)."""
-    with DAG(
-        dag_id="dodas_submit",
+    with service_dag(
+        SUBMIT_DAG_ID,
         description="Deploy a cluster from a TOSCA template",
         schedule=None,
-        start_date=START,
-        catchup=False,
-        is_paused_upon_creation=False,
-        tags=["dodas"],
         # Every field has a default and a type that admits null: Airflow's trigger form stars (and requires a
         # value in) any field whose type does not, so the form submits as it opens (spark_local.yaml on local).
         params={
@@ -96,14 +92,10 @@ def submit_dag() -> DAG:
 
 def undeploy_dag() -> DAG:
     """dodas_undeploy: mark the deployment for deletion → run its deployment DAG (which deletes)."""
-    with DAG(
-        dag_id="dodas_undeploy",
+    with service_dag(
+        UNDEPLOY_DAG_ID,
         description="Delete every resource of a deployment",
         schedule=None,
-        start_date=START,
-        catchup=False,
-        is_paused_upon_creation=False,
-        tags=["dodas"],
         params={"deployment_id": deployment_id_param()},
     ) as dag:
         mark() >> TriggerDagRunOperator(
@@ -114,14 +106,10 @@ def undeploy_dag() -> DAG:
 
 def scale_dag() -> DAG:
     """dodas_scale: record the desired count of a group → run the deployment DAG (which reconciles)."""
-    with DAG(
-        dag_id="dodas_scale",
+    with service_dag(
+        SCALE_DAG_ID,
         description="Set the number of VMs of a compute group",
         schedule=None,
-        start_date=START,
-        catchup=False,
-        is_paused_upon_creation=False,
-        tags=["dodas"],
         params={
             "deployment_id": deployment_id_param(),
             "group": Param(type="string", title="Compute group (TOSCA node name)"),
