@@ -1,6 +1,14 @@
 """The deployment store: deployments, nodes and events (SQLAlchemy + alembic; SQLite or PostgreSQL)."""
 
 from dodas_tasks.store.changes import DEPLOYMENT_FIELDS, NODE_FIELDS
+from dodas_tasks.store.listing import (
+    AmbiguousDeploymentId,
+    DeploymentFilter,
+    DeploymentPage,
+    DeploymentSummary,
+    MalformedDeploymentId,
+    Visibility,
+)
 from dodas_tasks.store.records import REDACTED, DeploymentRecord, EventRecord, NodeRecord
 from dodas_tasks.store.retry import ConcurrentUpdateError
 from dodas_tasks.store.store import DeploymentNotFoundError, NodeNotFoundError, Store
@@ -10,13 +18,19 @@ __all__ = [
     "DEPLOYMENT_FIELDS",
     "NODE_FIELDS",
     "REDACTED",
+    "AmbiguousDeploymentId",
     "ConcurrentUpdateError",
+    "DeploymentFilter",
     "DeploymentNotFoundError",
+    "DeploymentPage",
     "DeploymentRecord",
     "DeploymentStatus",
+    "DeploymentSummary",
     "EventRecord",
+    "MalformedDeploymentId",
     "NodeNotFoundError",
     "NodeRecord",
     "NodeState",
     "Store",
+    "Visibility",
 ]

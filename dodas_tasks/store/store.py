@@ -22,6 +22,7 @@ from dodas_tasks.naming import server_name
 from dodas_tasks.settings import database_url
 from dodas_tasks.store import changes as field_changes
 from dodas_tasks.store.engine import make_engine
+from dodas_tasks.store.listing import AmbiguousDeploymentId, DeploymentFilter, DeploymentPage, matching_ids, page_of
 from dodas_tasks.store.migrate import upgrade_to_head
 from dodas_tasks.store.models import Deployment, Event, Node, utcnow
 from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord
@@ -101,6 +102,8 @@ class Store:
         status: str = DeploymentStatus.CREATE_IN_PROGRESS,
         status_reason: str | None = None,
         deployment_id: str | None = None,
+        user_group: str | None = None,
+        callback: str | None = None,
     ) -> str:
         """Record a new deployment and return its id; the values of ``secret_inputs`` are encrypted at rest."""
         new_id = deployment_id or str(uuid.uuid4())
@@ -126,6 +129,8 @@ class Store:
             ssh_private_key=crypto.encrypt(ssh_private_key),
             ssh_public_key=ssh_public_key,
             known_hosts={},
+            user_group=user_group,
+            callback=callback,
         )
         reason = f": {status_reason}" if status_reason else ""
 
@@ -166,6 +171,31 @@ class Store:
             query = query.where(Deployment.status.in_([parse_status(s).value for s in statuses]))
         with self._session() as session:
             return [DeploymentRecord.from_row(row, copy=False) for row in session.scalars(query)]
+
+    def page_deployments(
+        self,
+        where: DeploymentFilter | None = None,
+        sort: Sequence[tuple[str, bool]] = (("created_at", True),),
+        number: int = 0,
+        size: int = 10,
+    ) -> DeploymentPage:
+        """One page of deployment summaries, filtered, sorted and paged in SQL (see listing.page_of)."""
+        with self._session() as session:
+            return page_of(session, where or DeploymentFilter(), sort, number, size)
+
+    def resolve_id(self, reference: str, where: DeploymentFilter | None = None) -> str:
+        """The full id of the one deployment (among ``where``'s, default all) whose id starts with ``reference``.
+
+        Raises MalformedDeploymentId (not hex, fewer than 8 characters), DeploymentNotFoundError or
+        AmbiguousDeploymentId (listing the candidates).
+        """
+        with self._session() as session:
+            found = matching_ids(session, reference, where or DeploymentFilter(include_deleted=True))
+        if not found:
+            raise DeploymentNotFoundError(f"no deployment with id {reference!r} in the store")
+        if len(found) > 1:
+            raise AmbiguousDeploymentId(reference, found)
+        return found[0]
 
     def update_deployment(self, deployment_id: str, **changes: Any) -> DeploymentRecord:
         """Set fields (see changes.DEPLOYMENT_FIELDS); secrets given in clear are encrypted.

@@ -174,7 +174,7 @@ def register_submission(params: dict[str, Any], user: str | None) -> dict[str, s
                 text,
                 inputs,
                 cloud=params.get("cloud") or "local",
-                owner=service.Owner(subject=user or "airflow-user", issuer="airflow"),
+                owner=service.Owner(subject=user or "airflow-user", issuer=service.AIRFLOW_ISSUER),
                 source=source,
                 access_token=token,
                 iam=iam,
