@@ -92,7 +92,7 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
         failover = FailoverOperator(task_id="failover", trigger_dag_id=deployment_dag_id(dep.id), **common)
         finalize >> failover >> OutcomeOperator(task_id="outcome", **common)
         if dep.callback:  # a leaf beside outcome: the run's state still follows outcome
-            from dodas_tasks.airflow.callbacks import NotifyOperator
+            from dodas_tasks.airflow.operators.callback import NotifyOperator
 
             finalize >> NotifyOperator(task_id="notify", **common)
     return dag

@@ -1,0 +1,20 @@
+"""DODAS on Airflow's plugin: the INDIGO PaaS orchestrator REST API under /dodas/orchestrator of the api-server.
+
+Thin on purpose: the API lives in dodas_tasks/api/ (tested on its own); plugin routes are open by default in
+Airflow, so the API authenticates every deployment route itself (IAM or Airflow tokens).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from dodas_tasks.api.in_airflow import OnFirstRequest
+
+API_PREFIX = "/dodas/orchestrator"  # also deploy/orchestrator_view.py: the callback's links point here
+
+
+class DodasPlugin(AirflowPlugin):
+    name = "dodas"
+    fastapi_apps = [  # noqa: RUF012 - Airflow's declared form
+        {"app": OnFirstRequest(), "url_prefix": API_PREFIX, "name": "DODAS orchestrator API (INDIGO PaaS compatible)"}
+    ]
