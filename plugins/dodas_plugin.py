@@ -9,8 +9,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from dodas_tasks.api.in_airflow import OnFirstRequest
-
-API_PREFIX = "/dodas/orchestrator"  # also deploy/orchestrator_view.py: the callback's links point here
+from dodas_tasks.deploy.orchestrator_view import API_PREFIX  # the callback's links point here too
 
 
 class DodasPlugin(AirflowPlugin):

@@ -46,8 +46,8 @@ async def caller(request: Request) -> Caller:
 
 
 def base_url(request: Request) -> str:
-    """The API's own URL (with the plugin's prefix when mounted in Airflow), for links."""
-    return str(request.base_url).rstrip("/")
+    """The API's own URL (with the plugin's prefix when mounted in Airflow: the mount's root_path), for links."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
 
 
 ContextDep = Annotated[ApiContext, Depends(context)]
