@@ -159,6 +159,8 @@ def test_orchestrator_clients_flow_through_airflow(stack: AirflowStack, provider
     seen: list[str] = []
     alice, bob = client(base, tokens["alice"], seen), client(base, tokens["bob"], seen)
 
+    assert "/deployments/{deployment_id}" in httpx.get(f"{base}/openapi.json").json()["paths"]  # under the prefix
+    assert httpx.get(f"{base}/docs").status_code == 200
     created = alice.post("/deployments/", json={"template": VM, "callback": receiver.url})
     assert created.status_code == 201, created.text
     uuid = created.json()["uuid"]
