@@ -182,6 +182,8 @@ def test_orchestrator_clients_flow_through_airflow(stack: AirflowStack, provider
     login = httpx.post(f"{stack.ui_url()}/auth/token", json={"username": username, "password": password})
     admin = client(base, login.json()["access_token"], seen)  # Airflow's own token, of an Airflow admin
     assert uuid in {d["uuid"] for d in admin.get("/deployments").json()["content"]}
+    ui = httpx.get(f"{base}/deployments/{uuid[:8]}", cookies={"_token": login.json()["access_token"]})
+    assert ui.status_code == 200 and ui.json()["uuid"] == uuid  # the UI's cookie
 
     updated = alice.put(f"/deployments/{uuid}", json={"template": VM, "parameters": {"workers": 2}})
     assert updated.status_code == 202, updated.text

@@ -47,7 +47,7 @@ def listing_filter(caller: Caller, created_by: str | None, user_group: str | Non
     if created_by == "me":
         owner = (caller.issuer, caller.subject)
     elif created_by:
-        subject, at, issuer = created_by.partition("@")
+        subject, at, issuer = created_by.rpartition("@")  # issuers are URLs (no '@'); subjects may hold one
         if not at or not subject or not issuer:
             raise ApiError(400, f"createdBy must be 'me' or 'subject@issuer', got {created_by!r}")
         if (issuer, subject) != (caller.issuer, caller.subject) and not caller.admin:

@@ -87,10 +87,8 @@ def create_deployment(
     if ctx.runs is not None:
         background.add_task(ctx.runs.publish, deployment_id)
     view = deployment_resource(ctx.store.get_deployment(deployment_id), base_url(request))
-    location = view.links[0].href if view.links else None
-    return JSONResponse(
-        view.model_dump(mode="json", exclude_none=True), status_code=201, headers={"Location": location or ""}
-    )
+    body = view.model_dump(mode="json", exclude_none=True)
+    return JSONResponse(body, status_code=201, headers={"Location": view.links[0].href})
 
 
 @router.get("/deployments/{deployment_id}", response_model=DeploymentResource, **SKIP_NONE)

@@ -28,10 +28,11 @@ def iam_client() -> Any:
 
 
 def airflow_app() -> Any:
+    from dodas_tasks.airflow.hooks.store import shared_store
     from dodas_tasks.api.app import create_app
     from dodas_tasks.api.runs import AirflowRuns
 
-    return create_app(iam=iam_client, runs=AirflowRuns(), airflow_tokens=True)
+    return create_app(store=shared_store, iam=iam_client, runs=AirflowRuns(), airflow_tokens=True)
 
 
 class OnFirstRequest:
