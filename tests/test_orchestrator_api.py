@@ -21,9 +21,10 @@ from oidc_provider.fixture import Provider, running_provider
 from dodas_tasks.api.app import create_app
 from dodas_tasks.api.settings import ApiSettings
 from dodas_tasks.iam import IamClient, IamConfig
-from dodas_tasks.store import DeploymentStatus, Store
+from dodas_tasks.store import DeploymentStatus, NodeState, Store
 from dodas_tasks.tosca.plan import Plan
 
+REPO = Path(__file__).resolve().parents[1]
 AUDIENCE = "dodas"
 ADMINS = "dodas-admins"
 VM = """
@@ -109,7 +110,11 @@ def users(base: str, tokens: dict[str, str], seen: list[str]) -> dict[str, httpx
 
 
 def submit(user: httpx.Client, **body: object) -> dict:
-    answer = user.post("/deployments", json={"template": VM, **body})
+    return submit_text(user, VM, **body)
+
+
+def submit_text(user: httpx.Client, template: str, parameters: dict | None = None, **body: object) -> dict:
+    answer = user.post("/deployments", json={"template": template, "parameters": parameters or {}, **body})
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -297,6 +302,34 @@ def test_details_template_resources_log_and_extra_info(users: dict[str, httpx.Cl
     assert "(new) → CREATE_IN_PROGRESS" in alice.get(f"/deployments/{uuid}/log").text
     assert alice.get(f"/deployments/{uuid}/extrainfo").json() == []
     assert alice.get(f"/deployments/{uuid}/resources/{uuid}").status_code == 404
+
+
+def test_resources_are_node_instances_with_orchestrator_states(users: dict[str, httpx.Client], store: Store) -> None:
+    """Each VM is a resource (its id the node's: what removal_list takes), each component one per VM it runs on."""
+    alice = users["alice"]
+    spark = (REPO / "templates" / "spark_local.yaml").read_text()
+    uuid = submit_text(alice, spark, {"number_of_workers": 2})["uuid"]
+    master = store.upsert_node(uuid, "spark-master-server", 0, state=NodeState.STARTED, private_ip="127.77.0.2")
+    store.update_node(master.id, applied={"spark_master": "digest"})  # as the deploy step records it
+    workers = [store.upsert_node(uuid, "spark-worker-server", i, state=NodeState.CREATING) for i in range(2)]
+    found = alice.get(f"/deployments/{uuid}/resources").json()["content"]
+    by_id = {r["uuid"]: r for r in found}
+    assert len(found) == 6  # 3 VMs, the master component on one, the worker component on two
+    assert by_id[master.id]["state"] == "STARTED" and by_id[master.id]["toscaNodeName"] == "spark-master-server"
+    assert by_id[master.id]["metadata"]["privateIp"] == "127.77.0.2"
+    (on_master,) = by_id[master.id]["requiredBy"]
+    assert by_id[on_master]["toscaNodeName"] == "spark_master" and by_id[on_master]["state"] == "STARTED"
+    for worker in workers:
+        (on_worker,) = by_id[worker.id]["requiredBy"]
+        assert by_id[worker.id]["state"] == "CREATING" and by_id[on_worker]["state"] == "INITIAL"
+    typed = alice.get(f"/deployments/{uuid}/resources", params={"type": "tosca.nodes.indigo.dodas.SparkWorker"})
+    assert {r["toscaNodeName"] for r in typed.json()["content"]} == {"spark_worker"}
+    one = alice.get(f"/deployments/{uuid}/resources/{on_master}").json()
+    assert one["links"][0]["href"].endswith(f"/deployments/{uuid}/resources/{on_master}")
+    assert [vm["vmName"] for vm in alice.get(f"/deployments/{uuid}/extrainfo").json()] == [
+        master.name,
+        *(w.name for w in workers),
+    ]
 
 
 def test_no_token_in_any_answer_log_line_or_stored_row(
