@@ -14,10 +14,11 @@ from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
 from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.naming import short_id
-from dodas_tasks.store import Store
+from dodas_tasks.store import AmbiguousDeploymentId, DeploymentNotFoundError, Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
 from dodas_tasks.tosca.compiler import compile as compile_template
 from dodas_tasks.tosca.errors import DodasTemplateError, TemplateProblem
+from dodas_tasks.tosca.plan import Plan
 
 if TYPE_CHECKING:
     from dodas_tasks.iam import IamClient
@@ -35,6 +36,9 @@ LIVE_STATUSES = {
 }
 
 
+AIRFLOW_ISSUER = "airflow"  # issuer recorded for owners known only as Airflow users (no IAM token)
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who a deployment belongs to: the (issuer, subject) of their identity token, and their groups."""
@@ -46,6 +50,10 @@ class Owner:
 
 class RequestRefused(ValueError):
     """A request that cannot be recorded (unknown deployment, deleted one, bad count); the message says why."""
+
+
+class RequestConflict(RequestRefused):
+    """Refused because of the deployment's current state (e.g. being deleted), not because the request is wrong."""
 
 
 def submit(
@@ -60,12 +68,15 @@ def submit(
     access_token: str | None = None,
     iam: IamClient | None = None,
     failover_clouds: list[str] | None = None,
+    user_group: str | None = None,
+    callback: str | None = None,
 ) -> str:
     """Compile, then register a new deployment; raises DodasTemplateError before anything is created.
 
     With the submitter's `access_token` (and the service's IAM client), the token is validated and exchanged for
     a refresh token the service keeps (encrypted); the owner is then the token's (issuer, subject). An invalid
-    token raises an IamError, and nothing is created.
+    token raises an IamError, and nothing is created. `user_group` shares the deployment with that group's members;
+    `callback` is a URL told of each final state the deployment reaches.
     """
     clouds = [cloud, *(c for c in failover_clouds or [] if c != cloud)]
     unknown = [c for c in clouds if c not in known_clouds()]
@@ -101,11 +112,10 @@ def submit(
         refresh_token = delegation.refresh_token
     owner = owner or Owner()
     keys = generate_keypair(comment="dodas-deployment")
-    taken = {short_id(d.id) for d in store.list_deployments()}
     deployment_id = str(uuid.uuid4())
-    while short_id(deployment_id) in taken:  # DAG ids use the short id: keep it unique
+    while _short_id_taken(store, deployment_id):  # DAG ids use the short id: keep it unique
         deployment_id = str(uuid.uuid4())
-    public_inputs = {i.name: i.value for i in plan.inputs if not i.secret and i.value is not None}
+    inputs_to_store, secret_names = stored_inputs(plan)
     return store.create_deployment(
         deployment_id=deployment_id,
         template=template_text,
@@ -113,8 +123,8 @@ def submit(
         owner_subject=owner.subject,
         owner_issuer=owner.issuer,
         owner_groups=list(owner.groups),
-        inputs={**public_inputs, **plan.secrets},
-        secret_inputs=list(plan.secrets),
+        inputs=inputs_to_store,
+        secret_inputs=secret_names,
         ssh_private_key=keys.private_openssh,
         ssh_public_key=keys.public_openssh,
         cloud=cloud,
@@ -122,7 +132,26 @@ def submit(
         options=options,
         desired_counts={g.name: g.count for g in plan.groups},
         refresh_token=refresh_token,
+        user_group=user_group,
+        callback=callback,
     )
+
+
+def stored_inputs(plan: Plan) -> tuple[dict[str, Any], list[str]]:
+    """The inputs a deployment keeps (given values and secrets, the latter encrypted by the store) and the secret
+    names: what the next compilation of its template needs."""
+    public = {i.name: i.value for i in plan.inputs if not i.secret and i.value is not None}
+    return {**public, **plan.secrets}, list(plan.secrets)
+
+
+def _short_id_taken(store: Store, deployment_id: str) -> bool:
+    try:
+        store.resolve_id(short_id(deployment_id))
+    except DeploymentNotFoundError:
+        return False
+    except AmbiguousDeploymentId:
+        pass
+    return True
 
 
 def request_scale(
@@ -134,7 +163,7 @@ def request_scale(
     deployment_id = store.resolve_id(deployment_id)
     dep = store.get_deployment(deployment_id)
     if dep.status in (DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE):
-        raise RequestRefused(f"deployment {deployment_id} is being deleted; it cannot be scaled")
+        raise RequestConflict(f"deployment {deployment_id} is being deleted; it cannot be scaled")
     plan = dep.plan
     try:
         plan.group(group)
@@ -162,7 +191,17 @@ def request_undeploy(store: Store, deployment_id: str, reason: str = "requested"
     deployment_id = store.resolve_id(deployment_id)
     dep = store.get_deployment(deployment_id)
     if dep.status == DeploymentStatus.DELETE_COMPLETE:
-        raise RequestRefused(f"deployment {deployment_id} is already deleted")
+        raise RequestConflict(f"deployment {deployment_id} is already deleted")
     store.update_deployment(deployment_id, desired_counts={g: 0 for g in dep.desired_counts})
     store.set_status(deployment_id, DeploymentStatus.DELETE_IN_PROGRESS, f"undeploy {reason}")
     return deployment_id
+
+
+def reset_deletion(store: Store, deployment_id: str, who: str) -> None:
+    """Mark a deletion that is stuck in progress as failed, so it can be asked again (the orchestrator's PATCH)."""
+    dep = store.get_deployment(deployment_id)
+    if dep.status != DeploymentStatus.DELETE_IN_PROGRESS:
+        raise RequestConflict(
+            f"deployment {deployment_id} is {dep.status}: only a deletion in progress can be reset to DELETE_FAILED"
+        )
+    store.set_status(deployment_id, DeploymentStatus.DELETE_FAILED, f"deletion reset by {who}")

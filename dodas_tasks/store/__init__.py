@@ -2,6 +2,7 @@
 
 from dodas_tasks.store.changes import DEPLOYMENT_FIELDS, NODE_FIELDS
 from dodas_tasks.store.ids import AmbiguousDeploymentId, DeploymentIdError, MalformedDeploymentId
+from dodas_tasks.store.listing import DeploymentFilter, DeploymentPage, DeploymentSummary, Visibility
 from dodas_tasks.store.records import REDACTED, DeploymentRecord, EventRecord, NodeRecord
 from dodas_tasks.store.retry import ConcurrentUpdateError
 from dodas_tasks.store.store import DeploymentNotFoundError, NodeNotFoundError, Store
@@ -13,14 +14,18 @@ __all__ = [
     "REDACTED",
     "AmbiguousDeploymentId",
     "ConcurrentUpdateError",
+    "DeploymentFilter",
     "DeploymentIdError",
     "DeploymentNotFoundError",
+    "DeploymentPage",
     "DeploymentRecord",
     "DeploymentStatus",
+    "DeploymentSummary",
     "EventRecord",
     "MalformedDeploymentId",
     "NodeNotFoundError",
     "NodeRecord",
     "NodeState",
     "Store",
+    "Visibility",
 ]

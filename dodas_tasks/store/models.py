@@ -79,6 +79,9 @@ class Deployment(Base):
     ssh_private_key: Mapped[str] = mapped_column(Text)  # encrypted
     ssh_public_key: Mapped[str] = mapped_column(Text)
     known_hosts: Mapped[dict[str, str]] = mapped_column(JSON)
+    # the orchestrator's userGroup: members of this group may see and act on the deployment
+    user_group: Mapped[str | None] = mapped_column(String(255))
+    callback: Mapped[str | None] = mapped_column(Text)  # URL POSTed the deployment when it reaches a final state
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     version: Mapped[int] = mapped_column(Integer)
@@ -87,6 +90,8 @@ class Deployment(Base):
     __table_args__ = (
         Index(None, "status"),
         Index(None, "owner_subject", "owner_issuer"),
+        Index(None, "user_group"),
+        Index(None, "created_at"),
     )
 
 

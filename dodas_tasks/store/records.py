@@ -63,6 +63,8 @@ class DeploymentRecord(_Serialisable):
     created_at: datetime
     updated_at: datetime
     version: int
+    user_group: str | None = None  # members of this group share the deployment (orchestrator userGroup)
+    callback: str | None = None  # URL told of each final state (orchestrator callback)
 
     @cached_property
     def plan(self) -> Plan:
@@ -103,6 +105,8 @@ class DeploymentRecord(_Serialisable):
             created_at=row.created_at,
             updated_at=row.updated_at,
             version=row.version,
+            user_group=row.user_group,
+            callback=row.callback,
         )
 
 

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
@@ -22,7 +22,8 @@ from dodas_tasks.naming import server_name
 from dodas_tasks.settings import database_url
 from dodas_tasks.store import changes as field_changes
 from dodas_tasks.store.engine import make_engine
-from dodas_tasks.store.ids import MAX_CANDIDATES, AmbiguousDeploymentId, DeploymentIdError, id_prefix
+from dodas_tasks.store.ids import AmbiguousDeploymentId, DeploymentIdError
+from dodas_tasks.store.listing import DeploymentFilter, DeploymentPage, matching_ids, page_of
 from dodas_tasks.store.migrate import upgrade_to_head
 from dodas_tasks.store.models import Deployment, Event, Node, utcnow
 from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord
@@ -102,6 +103,8 @@ class Store:
         status: str = DeploymentStatus.CREATE_IN_PROGRESS,
         status_reason: str | None = None,
         deployment_id: str | None = None,
+        user_group: str | None = None,
+        callback: str | None = None,
     ) -> str:
         """Record a new deployment and return its id; the values of ``secret_inputs`` are encrypted at rest."""
         new_id = deployment_id or str(uuid.uuid4())
@@ -127,6 +130,8 @@ class Store:
             ssh_private_key=crypto.encrypt(ssh_private_key),
             ssh_public_key=ssh_public_key,
             known_hosts={},
+            user_group=user_group,
+            callback=callback,
         )
         reason = f": {status_reason}" if status_reason else ""
 
@@ -168,19 +173,24 @@ class Store:
         with self._session() as session:
             return [DeploymentRecord.from_row(row, copy=False) for row in session.scalars(query)]
 
-    def resolve_id(self, reference: str) -> str:
-        """The full id of the one deployment (deleted ones included) whose id starts with ``reference``: a full id
-        or its first 8+ characters, dashes and case ignored. Raises MalformedDeploymentId, DeploymentNotFoundError
-        or AmbiguousDeploymentId (with the candidates), all DeploymentIdError with a one-line message."""
-        prefix = id_prefix(reference)
-        query = (
-            select(Deployment.id)
-            .where(func.replace(Deployment.id, "-", "").startswith(prefix, autoescape=True))
-            .order_by(Deployment.created_at, Deployment.id)
-            .limit(MAX_CANDIDATES + 1)
-        )
+    def page_deployments(
+        self,
+        where: DeploymentFilter | None = None,
+        sort: Sequence[tuple[str, bool]] = (("created_at", True),),
+        number: int = 0,
+        size: int = 10,
+    ) -> DeploymentPage:
+        """One page of deployment summaries, filtered, sorted and paged in SQL (see listing.page_of)."""
         with self._session() as session:
-            found = list(session.scalars(query))
+            return page_of(session, where or DeploymentFilter(), sort, number, size)
+
+    def resolve_id(self, reference: str, where: DeploymentFilter | None = None) -> str:
+        """The full id of the one deployment (among ``where``'s, default all, deleted ones included) whose id starts
+        with ``reference``: a full id or its first 8+ characters, dashes and case ignored. Raises
+        MalformedDeploymentId, DeploymentNotFoundError or AmbiguousDeploymentId (with the candidates), all
+        DeploymentIdError with a one-line message (see store/ids.py)."""
+        with self._session() as session:
+            found = matching_ids(session, reference, where or DeploymentFilter(include_deleted=True))
         if not found:
             raise DeploymentNotFoundError(f"no deployment with id {reference!r} in the store")
         if len(found) > 1:

@@ -50,9 +50,16 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
     ) as dag:
         common: dict[str, Any] = {"deployment_id": dep.id}
         begin = BeginOperator(task_id="begin", **common)
+        minutes = dep.options.get("provider_timeout_mins")  # the orchestrator's providerTimeoutMins
+        boot = {"boot_timeout": timedelta(minutes=float(minutes))} if minutes else {}
         provision = {
             g.name: ProvisionGroupOperator(
-                task_id=f"provision.{g.name}", group=g.name, retries=2, retry_delay=timedelta(seconds=5), **common
+                task_id=f"provision.{g.name}",
+                group=g.name,
+                retries=2,
+                retry_delay=timedelta(seconds=5),
+                **boot,
+                **common,
             )
             for g in plan.groups
         }
@@ -87,6 +94,10 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
         verify >> finalize
         failover = FailoverOperator(task_id="failover", trigger_dag_id=deployment_dag_id(dep.id), **common)
         finalize >> failover >> OutcomeOperator(task_id="outcome", **common)
+        if dep.callback:  # a leaf beside outcome: the run's state still follows outcome
+            from dodas_tasks.airflow.operators.callback import NotifyOperator
+
+            finalize >> NotifyOperator(task_id="notify", **common)
     return dag
 
 

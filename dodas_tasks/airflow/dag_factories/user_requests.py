@@ -229,7 +229,7 @@ def register_submission(params: dict[str, Any], user: str | None, template_chose
                 text,
                 inputs,
                 cloud=params.get("cloud") or "local",
-                owner=service.Owner(subject=user or "airflow-user", issuer="airflow"),
+                owner=service.Owner(subject=user or "airflow-user", issuer=service.AIRFLOW_ISSUER),
                 source=source,
                 access_token=token,
                 iam=iam,
