@@ -71,17 +71,27 @@ class Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error")
+
+
 @pytest.fixture(scope="module")
 def log_lines() -> Iterator[Lines]:
+    """Root's records, the server's included: a logging setup run earlier in this process (Airflow's, when another
+    test module ran first) may have disabled the server's loggers or stopped them propagating."""
     handler, root = Lines(), logging.getLogger()
-    level = root.level
+    server_loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    saved = [(logger, logger.disabled, logger.propagate, logger.level) for logger in [root, *server_loggers]]
+    for logger in server_loggers:
+        logger.disabled, logger.propagate, logger.level = False, True, logging.NOTSET
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)
+        for logger, disabled, propagate, level in saved:
+            logger.disabled, logger.propagate = disabled, propagate
+            logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
