@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 import string
+from functools import cache
+from importlib import resources
 from pathlib import PurePath
 
 PRELUDE = r"""set -eu
@@ -80,3 +82,14 @@ def render(template: str, **values: object) -> str:
 def with_prelude(body: str) -> str:
     """A complete script: `#!/bin/sh`, the prelude (set -eu, once, start_daemon), then body."""
     return "#!/bin/sh\n" + PRELUDE + "\n" + body.strip("\n") + "\n"
+
+
+@cache
+def _packaged_text(package: str, name: str) -> str:
+    return resources.files(package).joinpath("scripts", name).read_text()
+
+
+def packaged_script(package: str, name: str) -> str:
+    """A node script shipped in `package`'s scripts/ folder: that folder's common.sh (its shared functions), then
+    the named script."""
+    return _packaged_text(package, "common.sh") + "\n" + _packaged_text(package, name)

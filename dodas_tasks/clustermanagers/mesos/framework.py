@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from functools import cache
-from importlib import resources
 
 import httpx
 
 from dodas_tasks.clustermanagers.mesos.images import MesosImages
 from dodas_tasks.clustermanagers.mesos.state import agent_problems, load_from_state, queue_demand, split_sections
+from dodas_tasks.configure.scripts import packaged_script
 from dodas_tasks.frameworks.base import (
     Cluster,
     Framework,
@@ -36,14 +35,9 @@ CONTAINERS = {
 }
 
 
-@cache
-def _script_text(name: str) -> str:
-    return resources.files(__package__).joinpath("scripts", name).read_text()
-
-
 def script_body(name: str) -> str:
     """A node script: the shared functions, then the named script."""
-    return _script_text("common.sh") + "\n" + _script_text(name)
+    return packaged_script(__package__, name)
 
 
 def quorum(masters: int) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from functools import cache
-from importlib import metadata, resources
+from importlib import metadata
 
+from dodas_tasks.configure.scripts import packaged_script
 from dodas_tasks.frameworks.base import (
     Cluster,
     Framework,
@@ -24,14 +24,9 @@ from dodas_tasks.runtime import spark_env
 _PI_LINE = re.compile(r"Pi is roughly (\d+\.\d+)")
 
 
-@cache
-def _script_text(name: str) -> str:
-    return resources.files(__package__).joinpath("scripts", name).read_text()
-
-
 def _body(name: str) -> str:
     """A script body: the shared functions, then the named script."""
-    return _script_text("common.sh") + "\n" + _script_text(name)
+    return packaged_script(__package__, name)
 
 
 def worker_memory_mb(node: Node) -> int:
