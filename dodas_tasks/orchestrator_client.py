@@ -7,6 +7,7 @@ every failure is an OrchestratorError whose message is one line a user can act o
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -22,8 +23,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class OrchestratorError(RuntimeError):
-    """The API refused a request (`status`: its HTTP status, `title` its phrase), or could not be reached or
-    understood (`status` None)."""
+    """The API refused a request (`status`: its HTTP status, `title` the title of its error body), or could not be
+    reached or understood (`title` None)."""
 
     def __init__(self, message: str, status: int | None = None, title: str | None = None) -> None:
         super().__init__(message)
@@ -141,19 +142,15 @@ class OrchestratorClient:
     def _refusal(self, method: str, path: str, response: httpx.Response) -> OrchestratorError:
         """The API's own error body ({code, title, message}); anything else means the URL is not the API."""
         status = response.status_code
-        title = response.reason_phrase or str(status)
         try:
             body = response.json()
-            message = str(body["message"])
-            title = str(body.get("title") or title)
+            return OrchestratorError(str(body["message"]), status, str(body.get("title") or _phrase(status)))
         except (ValueError, KeyError, TypeError):
             return OrchestratorError(
-                f"{method} {self.url}{path} answered HTTP {status} {title}, not as the orchestrator API: "
+                f"{method} {self.url}{path} answered HTTP {status} {_phrase(status)}, not as the orchestrator API: "
                 "is it the DODAS api-server's address?",
                 status,
-                title,
             )
-        return OrchestratorError(message, status, title)
 
     def _json(self, response: httpx.Response) -> Any:
         try:
@@ -171,6 +168,13 @@ class OrchestratorClient:
         return OrchestratorError(
             f"{what} at {self.url} did not answer as the orchestrator API: is it the DODAS api-server's address?"
         )
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "(unknown status)"
 
 
 def _deployment_path(reference: str) -> str:

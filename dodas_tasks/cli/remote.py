@@ -115,14 +115,12 @@ class RemoteBackend:
 
     def _explain(self, exc: OrchestratorError) -> str:
         """One line: the service's reason, with how to get a token when it refused the one given (or none)."""
-        if exc.status == 401:
+        if exc.status == 401 and exc.title is not None:
             if not self._has_token:
-                return f"no access token given ({exc.message}): {HOW_TO_GET_A_TOKEN}"
-            refused = "the service refused the access token (missing, expired or invalid)"
+                return f"no access token given: {HOW_TO_GET_A_TOKEN}"
+            refused = "the service refused the access token (expired or invalid)"
             return f"{refused}: {exc.message}; {HOW_TO_GET_A_TOKEN}"
-        if exc.status is None:
-            return exc.message
-        return f"{exc.title}: {exc.message}"
+        return f"{exc.title}: {exc.message}" if exc.title is not None else exc.message
 
 
 def _template_text(template: str) -> str:
