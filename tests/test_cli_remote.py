@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from _api_fixtures import AUDIENCE, free_port, orchestrator_app, serving, under_api_prefix
 from oidc_provider.fixture import Provider, running_provider
 
-from dodas_tasks.deploy.orchestrator_view import API_PREFIX
+from dodas_tasks.deploy.orchestrator_view import API_PREFIX, LogEntry, log_text, parse_log
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -260,3 +261,10 @@ def test_oidc_agent_gives_the_token_and_its_absence_is_explained(
         "oidc-token command (oidc-agent) is not installed",
         "DODAS_ACCESS_TOKEN",
     )
+
+
+def test_the_log_reads_back_as_the_events_it_was_written_from() -> None:
+    """GET /log is text; the remote CLI reads its entries back (a message may span lines)."""
+    moment = datetime(2026, 12, 5, 14, 3, 7, 250000, tzinfo=UTC)
+    events = [LogEntry(moment, "status", "(new) → CREATE_IN_PROGRESS"), LogEntry(moment, "failure", "one\ntwo: x")]
+    assert parse_log(log_text(events)) == events
