@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dodas_tasks.deploy.orchestrator_view import EventLike
 from dodas_tasks.devstack.local_airflow import AirflowStack, StackError
 from dodas_tasks.naming import SCALE_DAG_ID, SUBMIT_DAG_ID, UNDEPLOY_DAG_ID
 from dodas_tasks.store import DeploymentStatus, Store
@@ -81,7 +82,7 @@ def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, since: int = 0
     with Store() as store:
         while True:
             for event in store.list_events(deployment_id, limit=200, after_id=last):
-                echo(f"  {event.time:%H:%M:%S} {event.kind:<10} {event.message}")
+                echo(event_line(event))
                 last, changed = event.id, changed or event.kind == "status"
             status = store.get_deployment(deployment_id).status
             if changed and status in until:
@@ -89,6 +90,11 @@ def watch(deployment_id: str, echo: Echo, until: set[str] = DONE, since: int = 0
             if time.monotonic() > deadline:
                 raise StackError(f"deployment {deployment_id} still {status} after {timeout:.0f} s")
             time.sleep(0.5)
+
+
+def event_line(event: EventLike) -> str:
+    """How the CLI shows one event of a deployment's history (its time in UTC)."""
+    return f"  {event.time:%H:%M:%S} {event.kind:<10} {event.message}"
 
 
 def undeploy(s: AirflowStack, deployment_id: str) -> None:

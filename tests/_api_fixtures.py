@@ -12,8 +12,33 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
+from oidc_provider.fixture import Provider
+
+from dodas_tasks.api.app import create_app
+from dodas_tasks.api.settings import ApiSettings
+from dodas_tasks.deploy.orchestrator_view import API_PREFIX
+from dodas_tasks.iam import IamClient, IamConfig
+from dodas_tasks.store import Store
 
 START_DEADLINE_S = 30.0
+AUDIENCE = "dodas"  # the audience of the test provider's tokens this service accepts
+
+
+def orchestrator_app(provider: Provider, store: Store, admin_groups: frozenset[str] = frozenset()) -> FastAPI:
+    """The API over `store`, checking the test provider's access tokens (audience AUDIENCE) with the IAM layer;
+    nothing runs the deployment DAGs (requests are only recorded)."""
+    iam = IamClient(
+        IamConfig(provider.issuer, provider.client_id, provider.client_secret, audience=AUDIENCE, jwks_min_refetch_s=0)
+    )
+    return create_app(store=store, iam=lambda: iam, settings=ApiSettings(admin_groups=admin_groups))
+
+
+def under_api_prefix(app: FastAPI) -> FastAPI:
+    """`app` at /dodas/orchestrator of an otherwise empty server, as the plugin mounts it in Airflow's api-server."""
+    server = FastAPI()
+    server.mount(API_PREFIX, app)
+    return server
 
 
 def free_port() -> int:

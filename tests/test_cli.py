@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dodas_tasks.store import Store
+from dodas_tasks.store import NodeState, Store
 from dodas_tasks.tosca.plan import NodeGroup, Plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,3 +128,33 @@ def test_stop_without_a_running_stack_says_so(deployments: list[str]) -> None:
     result = dodas("stop")
     assert result.returncode == 0, result.stderr
     assert "Airflow is not running" in result.stdout
+
+
+def test_template_resources_and_list_read_the_local_store(deployments: list[str]) -> None:
+    with Store() as store:
+        vm = store.upsert_node(OTHER, "vm", 0, state=NodeState.CREATING, private_ip="127.77.0.9")
+    template = dodas("template", "12345678")
+    assert template.returncode == 0, template.stderr
+    assert template.stdout == "tosca_definitions_version: tosca_simple_yaml_1_0\n"
+    resources = dodas("resources", "12345678")
+    assert resources.returncode == 0, resources.stderr
+    (line,) = resources.stdout.splitlines()  # the VM (the plan has no component)
+    assert line.startswith(f"{vm.id}  CREATING    vm ") and "tosca.nodes.indigo.Compute" in line
+    assert line.endswith(f"{vm.name} 127.77.0.9")
+    assert dodas("resources", "12345678", "--type", "tosca.nodes.indigo.dodas.SparkWorker").stdout == ""
+    listed = dodas("list")
+    assert listed.returncode == 0, listed.stderr
+    assert [row.split()[:3] for row in listed.stdout.splitlines()] == [
+        [deployment_id, "CREATE_IN_PROGRESS", "local"] for deployment_id in deployments
+    ]
+    assert all(row.endswith("  alice") for row in listed.stdout.splitlines())
+    for command in ("template", "resources"):
+        assert_one_line_refusal(dodas(command, "96ef7b8a"), "ambiguous", FIRST, TWIN)
+        assert_one_line_refusal(dodas(command, "96ef"), "too short")
+
+
+def test_help_names_the_commands_that_read_a_deployment() -> None:
+    result = dodas("--help")
+    assert result.returncode == 0
+    for command in ("template", "resources"):
+        assert command in result.stdout

@@ -15,17 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _api_fixtures import client, serving
+from _api_fixtures import AUDIENCE, client, orchestrator_app, serving
 from oidc_provider.fixture import Provider, running_provider
 
-from dodas_tasks.api.app import create_app
-from dodas_tasks.api.settings import ApiSettings
-from dodas_tasks.iam import IamClient, IamConfig
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 from dodas_tasks.tosca.plan import Plan
 
 REPO = Path(__file__).resolve().parents[1]
-AUDIENCE = "dodas"
 ADMINS = "dodas-admins"
 VM = """
 tosca_definitions_version: tosca_simple_yaml_1_0
@@ -96,10 +92,7 @@ def log_lines() -> Iterator[Lines]:
 
 @pytest.fixture(scope="module")
 def base(provider: Provider, store: Store, log_lines: Lines) -> Iterator[str]:
-    iam = IamClient(
-        IamConfig(provider.issuer, provider.client_id, provider.client_secret, audience=AUDIENCE, jwks_min_refetch_s=0)
-    )
-    app = create_app(store=store, iam=lambda: iam, settings=ApiSettings(admin_groups=frozenset({ADMINS})))
+    app = orchestrator_app(provider, store, admin_groups=frozenset({ADMINS}))
     with serving(app, log_level="debug") as url:
         yield url
 

@@ -11,9 +11,10 @@ from fastapi.responses import PlainTextResponse
 from dodas_tasks.api.access import deployment_for
 from dodas_tasks.api.context import BothSlashesRouter, CallerDep, ContextDep, base_url
 from dodas_tasks.api.errors import ApiError
-from dodas_tasks.api.models import ResourceBody, ResourcePageBody
+from dodas_tasks.api.models import ResourcePageBody
 from dodas_tasks.api.paging import page_info, page_links, page_size
-from dodas_tasks.api.resources import deployment_resources, vm_info
+from dodas_tasks.deploy.orchestrator_resources import ResourceBody, deployment_resources, vm_info
+from dodas_tasks.deploy.orchestrator_view import log_text
 
 router = BothSlashesRouter(tags=["deployment details"])
 LOG_EVENTS = 10_000
@@ -64,8 +65,7 @@ def get_resource(
 def get_log(deployment_id: str, ctx: ContextDep, caller: CallerDep) -> PlainTextResponse:
     """The deployment's history (status changes, nodes, failures naming task and VM), oldest first."""
     dep = deployment_for(ctx.store, caller, deployment_id)
-    lines = [f"{e.time.isoformat()} {e.kind}: {e.message}" for e in ctx.store.list_events(dep.id, limit=LOG_EVENTS)]
-    return PlainTextResponse("\n".join(lines) + "\n")
+    return PlainTextResponse(log_text(ctx.store.list_events(dep.id, limit=LOG_EVENTS)))
 
 
 @router.get("/deployments/{deployment_id}/extrainfo")

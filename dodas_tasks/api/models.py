@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
 
+from dodas_tasks.deploy.orchestrator_resources import ResourceBody
 from dodas_tasks.deploy.orchestrator_view import DeploymentResource, Link
 
 
@@ -51,20 +52,6 @@ class DeploymentPageBody(BaseModel):
     content: list[DeploymentResource]
     links: list[Link]
     page: PageInfo
-
-
-class ResourceBody(BaseModel):
-    """The orchestrator's BaseResource: one TOSCA node instance (a VM, or a component on one VM)."""
-
-    uuid: str
-    creationTime: str
-    updateTime: str | None = None
-    state: str = Field(description="INITIAL, CREATING, CREATED, CONFIGURING, CONFIGURED, STARTED, DELETING, ERROR")
-    toscaNodeType: str
-    toscaNodeName: str
-    requiredBy: list[str] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    links: list[Link] = Field(default_factory=list)
 
 
 class ResourcePageBody(BaseModel):

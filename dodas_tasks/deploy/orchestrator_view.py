@@ -1,9 +1,13 @@
 """A deployment as INDIGO PaaS orchestrator clients see it: the JSON of `GET /deployments/{id}` and the body of the
-callback POSTed when it reaches a final state. One home for both: the REST API and the deployment DAG use it.
+callback POSTed when it reaches a final state, and its log. One home for each: the REST API and the deployment DAG
+write them, the CLI reads them back (remote) or builds the same from the store (local).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,11 +27,61 @@ FINAL_STATUSES = frozenset(
         DeploymentStatus.DELETE_FAILED,
     }
 )
+ORCHESTRATOR_TIME_FORMAT = "%Y-%m-%dT%H:%M%z"
+_LOG_LINE = re.compile(r"^(\S+) (\S+): (.*)$")
 
 
 def orchestrator_time(moment: datetime) -> str:
     """The orchestrator's time format (yyyy-MM-dd'T'HH:mmZ in UTC), e.g. 2026-12-05T14:03+0000."""
-    return moment.strftime("%Y-%m-%dT%H:%M%z")
+    return moment.strftime(ORCHESTRATOR_TIME_FORMAT)
+
+
+def parse_orchestrator_time(text: str) -> datetime:
+    """The moment an orchestrator time string names (to the minute, as the orchestrator gives it)."""
+    return datetime.strptime(text, ORCHESTRATOR_TIME_FORMAT)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a deployment's history (a store event), as `GET /deployments/{id}/log` serves it."""
+
+    time: datetime
+    kind: str
+    message: str
+
+
+class EventLike(Protocol):
+    """What the log needs of an event (a store EventRecord or a LogEntry)."""
+
+    time: datetime
+    kind: str
+    message: str
+
+
+def log_text(events: Iterable[EventLike]) -> str:
+    """The deployment's log: one `<ISO time> <kind>: <message>` line per event, oldest first."""
+    return "".join(f"{e.time.isoformat()} {e.kind}: {e.message}\n" for e in events)
+
+
+def parse_log(text: str) -> list[LogEntry]:
+    """The entries of a log that log_text wrote; a line that starts no entry continues the previous message."""
+    entries: list[LogEntry] = []
+    for line in text.splitlines():
+        match = _LOG_LINE.match(line)
+        moment = _iso_time(match[1]) if match else None
+        if match and moment is not None:
+            entries.append(LogEntry(moment, match[2], match[3]))
+        elif entries:
+            last = entries[-1]
+            entries[-1] = LogEntry(last.time, last.kind, f"{last.message}\n{line}")
+    return entries
+
+
+def _iso_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 class Link(BaseModel):

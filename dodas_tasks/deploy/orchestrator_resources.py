@@ -11,13 +11,28 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from dodas_tasks.api.models import ResourceBody
+from pydantic import BaseModel, Field
+
 from dodas_tasks.deploy.orchestrator_view import Link, orchestrator_time
 from dodas_tasks.store import DeploymentRecord, NodeRecord, NodeState
 from dodas_tasks.tosca.plan import DEPLOY, Component
 
 COMPUTE_TYPE = "tosca.nodes.indigo.Compute"  # compute groups' type (every DODAS template uses it)
 _READY = {NodeState.CREATED, NodeState.CONFIGURING, NodeState.CONFIGURED, NodeState.STARTED}
+
+
+class ResourceBody(BaseModel):
+    """The orchestrator's BaseResource: one TOSCA node instance (a VM, or a component on one VM)."""
+
+    uuid: str
+    creationTime: str
+    updateTime: str | None = None
+    state: str = Field(description="INITIAL, CREATING, CREATED, CONFIGURING, CONFIGURED, STARTED, DELETING, ERROR")
+    toscaNodeType: str
+    toscaNodeName: str
+    requiredBy: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    links: list[Link] = Field(default_factory=list)
 
 
 def _component_id(anchor: str, component: str) -> str:
@@ -95,5 +110,6 @@ def vm_info(node: NodeRecord) -> dict[str, Any]:
         "state": node.state,
         "privateIp": node.private_ip,
         "publicIp": node.public_ip,
+        "stateReason": node.state_reason,
     }
     return {k: v for k, v in info.items() if v is not None}
