@@ -24,7 +24,7 @@ from typing import Any
 
 from keystoneauth1.identity import v3
 
-from dodas_tasks.clouds.base import DEFAULT_CONCURRENCY, CloudError
+from dodas_tasks.clouds.base import DEFAULT_CONCURRENCY, CloudError, SshGateway, gateway_from_extra
 
 MAX_POOL = 64  # HTTP connections kept per site; above any sensible dodas_max_concurrency
 
@@ -42,6 +42,7 @@ class SiteSettings:
     floating_ip_pool: str | None
     default_image: str | None
     max_concurrency: int = DEFAULT_CONCURRENCY
+    gateway: SshGateway | None = None  # the site's SSH bastion (extra.dodas_ssh_bastion)
 
 
 def _extra(extra: dict[str, Any], *keys: str) -> Any:
@@ -152,6 +153,7 @@ def _hook_class() -> type:
                     floating_ip_pool=extra.get("floating_ip_pool"),
                     default_image=extra.get("default_image"),
                     max_concurrency=int(extra.get("dodas_max_concurrency") or DEFAULT_CONCURRENCY),
+                    gateway=gateway_from_extra(extra, self.os_conn_id),
                 )
             return self.conn
 

@@ -40,6 +40,7 @@ from dodas_tasks.clouds.base import (
     ProjectResource,
     Server,
     ServerSpec,
+    SshGateway,
 )
 from dodas_tasks.clouds.openstack import nova
 from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider, site_hook
@@ -105,6 +106,10 @@ class OpenStackCloud(CloudDriver):
     def max_concurrency(self) -> int:  # type: ignore[override]
         """Parallel calls allowed: option, else connection extra `dodas_max_concurrency`, else the default."""
         return self._max_concurrency or self.settings.max_concurrency
+
+    def ssh_gateway(self) -> SshGateway | None:
+        """The site's bastion from the connection's extra `dodas_ssh_bastion`, if it has one."""
+        return self.settings.gateway
 
     @property
     def settings(self) -> SiteSettings:
