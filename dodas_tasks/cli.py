@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from dodas_tasks.clouds.local.cli import app as localcloud_app
 from dodas_tasks.tosca.compiler import compile as compile_template
 from dodas_tasks.tosca.compiler import plan_stages
 from dodas_tasks.tosca.errors import DodasTemplateError
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(localcloud_app, name="localcloud")
 
 TemplateArg = Annotated[Path, typer.Argument(help="TOSCA template file (YAML).", show_default=False)]
 InputOpt = Annotated[
