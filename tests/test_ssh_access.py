@@ -3,11 +3,13 @@ other VMs, on the real embedded local cloud, for scripts, banners and forwarded 
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import pytest
 
+from dodas_tasks.clouds import CloudError
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.configure import NodeUnreachable
 from dodas_tasks.deploy import service
@@ -127,3 +129,33 @@ def test_vms_behind_the_front_end_are_configured_probed_and_reached_through_it(s
     assert access.ssh_answers(workers) == {n.id: None for n in workers}
     with pytest.raises(NodeUnreachable, match=r"front-end of group 'front'.*no ready VM"):
         access.route(workers[0])
+
+
+def test_a_site_sets_its_bastion_in_the_cloud_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dodas_tasks.clouds import get_driver
+    from dodas_tasks.clouds.base import SshGateway, gateway_from_extra
+
+    bastion = {"host": "bastion.example.org", "port": 2022, "username": "centos", "host_key": "ssh-ed25519 AAAA"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SITE_OS",
+        json.dumps(
+            {
+                "conn_type": "openstack",
+                "host": "https://keystone.example.org:5000/v3",
+                "extra": {"auth_type": "v3oidcaccesstoken", "dodas_ssh_bastion": bastion},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SITE_AWS",
+        json.dumps({"conn_type": "aws", "extra": {"region_name": "eu-west-1", "dodas_ssh_bastion": {"host": "b"}}}),
+    )
+    expected = SshGateway("bastion.example.org", 2022, "centos", "ssh-ed25519 AAAA")
+    # read without authenticating: no token provider, no password, nothing listening at the Keystone URL
+    assert get_driver("openstack", openstack_conn_id="site_os").ssh_gateway() == expected
+    assert get_driver("ec2", aws_conn_id="site_aws").ssh_gateway() == SshGateway("b")
+    assert get_driver("local").ssh_gateway() is None  # the embedded local cloud's VMs are reached directly
+    with pytest.raises(CloudError, match="must be an object with at least"):
+        gateway_from_extra({"dodas_ssh_bastion": "bastion.example.org"}, "site")
+    with pytest.raises(CloudError, match=r"unknown key\(s\) \['hots'\]"):
+        gateway_from_extra({"dodas_ssh_bastion": {"host": "b", "hots": "x"}}, "site")

@@ -24,7 +24,7 @@ from typing import Any
 
 from keystoneauth1.identity import v3
 
-from dodas_tasks.clouds.base import DEFAULT_CONCURRENCY, CloudError, SshGateway, gateway_from_extra
+from dodas_tasks.clouds.base import DEFAULT_CONCURRENCY, CloudError
 
 MAX_POOL = 64  # HTTP connections kept per site; above any sensible dodas_max_concurrency
 
@@ -42,7 +42,6 @@ class SiteSettings:
     floating_ip_pool: str | None
     default_image: str | None
     max_concurrency: int = DEFAULT_CONCURRENCY
-    gateway: SshGateway | None = None  # the site's SSH bastion (extra.dodas_ssh_bastion)
 
 
 def _extra(extra: dict[str, Any], *keys: str) -> Any:
@@ -132,7 +131,7 @@ def _hook_class() -> type:
                 import openstack
                 from keystoneauth1 import session as ks_session
 
-                params = _airflow_connection(self, self.os_conn_id)
+                params = airflow_connection(self, self.os_conn_id)
                 extra = params.extra_dejson
                 verify = extra.get("verify", True)
                 sess = ks_session.Session(
@@ -153,7 +152,6 @@ def _hook_class() -> type:
                     floating_ip_pool=extra.get("floating_ip_pool"),
                     default_image=extra.get("default_image"),
                     max_concurrency=int(extra.get("dodas_max_concurrency") or DEFAULT_CONCURRENCY),
-                    gateway=gateway_from_extra(extra, self.os_conn_id),
                 )
             return self.conn
 
@@ -174,7 +172,8 @@ def _pooled_http_session() -> Any:
     return http
 
 
-def _airflow_connection(hook: Any, conn_id: str) -> Any:
+def airflow_connection(hook: Any, conn_id: str) -> Any:
+    """The site's Airflow connection, or a CloudError saying how to define it."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
