@@ -24,6 +24,7 @@ from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.remote import RemoteLocalCloud
 from dodas_tasks.configure import (
     AuthenticationRefused,
+    HostKeyMismatch,
     JumpHost,
     NodeTarget,
     NodeUnreachable,
@@ -138,3 +139,27 @@ def test_the_gateway_forwards_a_key_to_its_own_vms_only(remote: RemoteLocalCloud
     unreachable = JumpHost("127.0.0.1", free_port("127.0.0.1"), name="nothing")
     banners = ssh_banners([unreachable], [(my_ip, my_port)], private_key=mine.private_openssh, known_hosts=known)
     assert banners == {(my_ip, my_port): None}  # the route is down: nothing can be said about the VM
+
+
+def test_a_gateway_listening_everywhere_is_told_at_the_host_the_worker_reached(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from dodas_tasks.clouds.base import SshGateway
+    from dodas_tasks.clouds.local.service import create_app
+
+    app = create_app(LocalCloud(home=tmp_path), SshGateway("0.0.0.0", 2200, host_key="ssh-ed25519 AAAA"), token="t")
+    with TestClient(app, base_url="http://cloud.example.org:8780") as client:
+        assert client.get("/v1/gateway").status_code == 401
+        told = client.get("/v1/gateway", headers={"Authorization": "Bearer t"}).json()
+    assert (told["host"], told["port"], told["host_key"]) == ("cloud.example.org", 2200, "ssh-ed25519 AAAA")
+    assert "private_key" not in told
+
+
+def test_a_changed_gateway_host_key_is_refused(remote: RemoteLocalCloud) -> None:
+    keys = generate_keypair()
+    _, ip, port = boot(remote, "kp-pinned", keys.public_openssh, "pinned")
+    gateway = remote.ssh_gateway()
+    hop = JumpHost(gateway.host, gateway.port, name="gateway")  # not reported: the pin below decides
+    known = {f"{gateway.host}:{gateway.port}": generate_keypair().public_openssh}
+    with pytest.raises(HostKeyMismatch, match=f"host key of {gateway.host}:{gateway.port} changed"):
+        run_script(NodeTarget("vm", ip, port, jump=(hop,)), "true", private_key=keys.private_openssh, known_hosts=known)

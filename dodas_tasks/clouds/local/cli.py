@@ -25,7 +25,10 @@ def serve(
     ),
     advertise_gateway: Annotated[
         str | None,
-        typer.Option(help="HOST:PORT workers reach the gateway at, when not the listening address (NAT, proxy)."),
+        typer.Option(
+            help="HOST:PORT workers reach the gateway at, when not the listening address (NAT, proxy). "
+            "Listening on 0.0.0.0, workers are told the host they reached the API at."
+        ),
     ] = None,
     home: Annotated[
         Path | None, typer.Option(help="DODAS home of the served cloud (default: $DODAS_HOME).", show_default=False)

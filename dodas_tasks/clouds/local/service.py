@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import uvicorn
@@ -24,6 +24,7 @@ from dodas_tasks.clouds.local.driver import LocalCloud
 from dodas_tasks.clouds.local.gateway import start_gateway
 
 log = logging.getLogger("dodas.localcloud.service")
+_WILDCARDS = ("0.0.0.0", "::", "")
 
 
 def _status_of(error: CloudError) -> int:
@@ -49,7 +50,10 @@ def create_app(cloud: LocalCloud, gateway: SshGateway, token: str | None = None)
         return JSONResponse(wire.error_to_json(error), status_code=_status_of(error))
 
     @app.get(f"{wire.API}/gateway")
-    def get_gateway() -> dict[str, Any]:
+    def get_gateway(request: Request) -> dict[str, Any]:
+        """The gateway as the caller reaches it: listening on every address, it is at the host the API was."""
+        if gateway.host in _WILDCARDS and request.url.hostname:
+            return wire.gateway_to_json(replace(gateway, host=request.url.hostname))
         return wire.gateway_to_json(gateway)
 
     @app.post(f"{wire.API}/servers", status_code=201)
