@@ -4,6 +4,7 @@ from dodas_tasks.configure.connect import JumpHost, NodeTarget
 from dodas_tasks.configure.errors import (
     AuthenticationRefused,
     ConfigureError,
+    JumpHostUnreachable,
     NodesFailed,
     NodeUnreachable,
     ScriptFailed,
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigureError",
     "HostKeyMismatch",
     "JumpHost",
+    "JumpHostUnreachable",
     "KeyPair",
     "KnownHosts",
     "NodeTarget",

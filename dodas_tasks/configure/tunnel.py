@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import paramiko
 
 from dodas_tasks.configure.connect import JumpHost, close_all, open_channel, open_hops
-from dodas_tasks.configure.errors import ConfigureError
+from dodas_tasks.configure.errors import ConfigureError, JumpHostUnreachable
 from dodas_tasks.configure.hostkeys import KnownHosts, NewHostKeyCallback
 from dodas_tasks.configure.keys import load_private_key
 
@@ -60,21 +60,27 @@ def forwarded_port(
     node: str = "",
 ) -> Iterator[tuple[str, int]]:
     """A (host, port) on this worker that reaches host:port through `route`; host:port itself when the route is
-    empty. Every connection made to it gets its own channel from the last hop; all close on exit."""
+    empty. Every connection made to it gets its own channel from the last hop; all close on exit.
+    JumpHostUnreachable when a hop cannot be reached or logged in to."""
     if not route:
         yield host, port
         return
-    hops, _ = open_hops(
-        route,
-        host,
-        port,
-        pkey=load_private_key(private_key),
-        known_hosts=known_hosts,
-        on_new_host_key=on_new_host_key,
-        timeout=timeout,
-        node=node or host,
-        final_channel=False,
-    )
+    try:
+        hops, _ = open_hops(
+            route,
+            host,
+            port,
+            pkey=load_private_key(private_key),
+            known_hosts=known_hosts,
+            on_new_host_key=on_new_host_key,
+            timeout=timeout,
+            node=node or host,
+            final_channel=False,
+        )
+    except (OSError, EOFError, paramiko.SSHException, ConfigureError) as error:
+        raise JumpHostUnreachable(
+            f"no way to port {port} of node {node or host}: {route[-1].label} is unreachable ({error})", node or host
+        ) from None
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
     pumps: list[threading.Thread] = []

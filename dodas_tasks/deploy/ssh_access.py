@@ -14,7 +14,14 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 
 from dodas_tasks.clouds.base import CloudDriver, get_driver
-from dodas_tasks.configure import JumpHost, NodeTarget, NodeUnreachable, forwarded_port, ssh_banners
+from dodas_tasks.configure import (
+    JumpHost,
+    JumpHostUnreachable,
+    NodeTarget,
+    NodeUnreachable,
+    forwarded_port,
+    ssh_banners,
+)
 from dodas_tasks.frameworks.base import Node
 from dodas_tasks.frameworks.cluster_view import ready_nodes
 from dodas_tasks.store import DeploymentRecord, NodeRecord, Store
@@ -83,8 +90,8 @@ class SshAccess:
     def route(self, node: NodeRecord, nodes: Iterable[NodeRecord] | None = None) -> tuple[JumpHost, ...]:
         """The hops to `node`: the site's gateway, then the front-end unless `node` is in the front-end's group.
 
-        nodes: the deployment's nodes as recorded (read from the store when not given). NodeUnreachable when
-        the front-end's group has no ready VM (nothing behind it can be reached then)."""
+        nodes: the deployment's nodes as recorded (read from the store when not given). JumpHostUnreachable
+        when the front-end's group has no ready VM (nothing behind it can be reached then)."""
         group = jump_group(self.deployment)
         if group is None or node.group == group:
             return self.site_route
@@ -92,7 +99,7 @@ class SshAccess:
             nodes = self.store.list_nodes(self.deployment_id)
         front = sorted((n for n in ready_nodes(nodes) if n.group == group), key=lambda n: n.index)
         if not front:
-            raise NodeUnreachable(
+            raise JumpHostUnreachable(
                 f"node {node.name} is reached through the front-end of group {group!r} (the deployment's SSH jump "
                 "host), which has no ready VM now",
                 node.name,
@@ -152,7 +159,7 @@ class SshAccess:
                 continue
             try:
                 by_route.setdefault(self.route(node, everyone), []).append(node)
-            except NodeUnreachable:
+            except JumpHostUnreachable:
                 answers[node.id] = None
         for route, members in by_route.items():
             addresses = {n.id: (self.address(n), n.ssh_port or 22) for n in members}

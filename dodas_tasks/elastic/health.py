@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dodas_tasks.clouds.base import ACTIVE, BUILD, get_driver
+from dodas_tasks.configure import JumpHostUnreachable
 from dodas_tasks.deploy.components import deployment_framework
 from dodas_tasks.deploy.ssh_access import SshAccess
 from dodas_tasks.elastic.observe import SERVING
@@ -83,6 +84,8 @@ def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) ->
         try:
             healthy = set(deployment_framework(store, dep, name).load(cluster).healthy_nodes)
             answer: str | None = None
+        except JumpHostUnreachable:  # the way to the framework's API is down, not the framework: cannot tell
+            continue
         except Exception as exc:
             healthy, answer = set(), str(exc)[:200]
         for role, members in cluster.roles.items():
