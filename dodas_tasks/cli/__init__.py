@@ -15,7 +15,10 @@ from dodas_tasks.cli.app import CommandFailed, app
 from dodas_tasks.cli import templates  # noqa: F401
 from dodas_tasks.cli import deployments  # noqa: F401
 from dodas_tasks.cli import stack  # noqa: F401
+from dodas_tasks.clouds.local.cli import app as localcloud_app
 # isort: on
+
+app.add_typer(localcloud_app, name="localcloud")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Cloud drivers behind one interface; `get_driver("local")` gives the embedded local cloud."""
+"""Cloud drivers behind one interface; `get_driver("local")` gives the local cloud (embedded, or the service at
+DODAS_LOCALCLOUD_URL)."""
 
 from dodas_tasks.clouds.base import (
     ACTIVE,

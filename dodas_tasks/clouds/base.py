@@ -38,6 +38,8 @@ __all__ = [
     "Server",
     "ServerNotFound",
     "ServerSpec",
+    "SshGateway",
+    "gateway_from_extra",
     "get_driver",
     "known_clouds",
     "register_driver",
@@ -111,6 +113,52 @@ class Server:
 
 
 @dataclass(frozen=True)
+class SshGateway:
+    """The SSH jump host through which a site's VMs are reached (they have private addresses only).
+
+    A local cloud served on another host has one (its gateway); other sites set it in their connection
+    (`gateway_from_extra`). private_key None: the gateway accepts the deployment's key (the cloud's key pairs).
+    host_key, when known, is pinned before the first contact.
+    """
+
+    host: str
+    port: int = 22
+    username: str | None = None
+    host_key: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+
+
+GATEWAY_EXTRA = "dodas_ssh_bastion"
+
+
+def gateway_from_extra(extra: dict, conn_id: str) -> SshGateway | None:
+    """The site's bastion from a cloud connection's extra: `dodas_ssh_bastion` = {"host", "port", "username",
+    "host_key", "private_key"} (only host required), or None when the site has none."""
+    given = extra.get(GATEWAY_EXTRA)
+    if not given:
+        return None
+    if not isinstance(given, dict) or not isinstance(given.get("host"), str):
+        raise CloudError(
+            f"extra.{GATEWAY_EXTRA} of Airflow connection {conn_id!r} must be an object with at least "
+            '"host" (and optionally "port", "username", "host_key", "private_key")'
+        )
+    unknown = sorted(set(given) - {"host", "port", "username", "host_key", "private_key"})
+    if unknown:
+        raise CloudError(f"extra.{GATEWAY_EXTRA} of Airflow connection {conn_id!r}: unknown key(s) {unknown}")
+    try:
+        port = int(given.get("port") or 22)
+    except (TypeError, ValueError):
+        raise CloudError(f"extra.{GATEWAY_EXTRA}.port of Airflow connection {conn_id!r} is not a number") from None
+    return SshGateway(
+        host=given["host"],
+        port=port,
+        username=given.get("username"),
+        host_key=given.get("host_key"),
+        private_key=given.get("private_key"),
+    )
+
+
+@dataclass(frozen=True)
 class ProjectResource:
     """One cloud resource DODAS made; `created_at` (UTC, when the cloud tells) lets a collector wait a grace period."""
 
@@ -163,6 +211,10 @@ class CloudDriver(ABC):
             for server in self.list_servers({TAG_PROJECT: PROJECT_TAG})
         ]
 
+    def ssh_gateway(self) -> SshGateway | None:
+        """The jump host every SSH connection to this cloud's VMs goes through; None: they are reached directly."""
+        return None
+
     def delete_resource(self, kind: str, resource_id: str) -> None:
         """Delete one resource listed by list_project_resources (unknown ones are already gone)."""
         if kind != "server":
@@ -174,7 +226,7 @@ DriverFactory = Callable[..., CloudDriver]
 _registry: dict[str, DriverFactory] = {}
 # Built-in clouds load lazily so importing this module stays cheap.
 _builtin: dict[str, str] = {
-    "local": "dodas_tasks.clouds.local:LocalCloud",
+    "local": "dodas_tasks.clouds.local:local_cloud",
     "ec2": "dodas_tasks.clouds.ec2:EC2Driver",
     "openstack": "dodas_tasks.clouds.openstack:OpenStackCloud",
 }

@@ -20,6 +20,10 @@ class NodeUnreachable(ConfigureError):
     """The node did not accept SSH connections before its boot deadline."""
 
 
+class JumpHostUnreachable(NodeUnreachable):
+    """A jump host on the way to the node could not be reached or logged in to: this says nothing about the node."""
+
+
 class AuthenticationRefused(ConfigureError):
     """The node answered but refused our key; retrying would not help."""
 

@@ -8,11 +8,9 @@ connection extra or ~/.ssh/known_hosts, and sends commands on the command line i
 from __future__ import annotations
 
 import codecs
-import getpass
 import logging
 import random
 import select
-import socket
 import threading
 import time
 from collections import deque
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 import paramiko
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from dodas_tasks.configure.connect import Connection, NodeTarget, connect_node, describe
 from dodas_tasks.configure.errors import (
     AuthenticationRefused,
     ConfigureError,
@@ -31,12 +30,7 @@ from dodas_tasks.configure.errors import (
     ScriptFailed,
     ScriptTimedOut,
 )
-from dodas_tasks.configure.hostkeys import (
-    KnownHosts,
-    NewHostKeyCallback,
-    PinnedHostKeyPolicy,
-    host_id,
-)
+from dodas_tasks.configure.hostkeys import KnownHosts, NewHostKeyCallback
 from dodas_tasks.configure.keys import load_private_key
 from dodas_tasks.configure.payload import REMOTE_COMMAND, script_payload
 from dodas_tasks.configure.redaction import mask_fragments, secret_fragments
@@ -51,16 +45,6 @@ _POLL_S = 0.2
 _BOOTING = (OSError, EOFError, paramiko.SSHException)  # what a node that is still booting answers: try again
 
 _logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NodeTarget:
-    """Where to reach one node; username None means the local user name, as with OpenSSH."""
-
-    name: str
-    host: str
-    port: int = 22
-    username: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,56 +83,6 @@ class _Output:
         return "".join(self._chunks)
 
 
-def _describe(error: BaseException) -> str:
-    """A one-line reason for a connection error, without a traceback."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _connect_once(
-    target: NodeTarget,
-    pkey: paramiko.PKey,
-    known_hosts: KnownHosts,
-    on_new_host_key: NewHostKeyCallback | None,
-    timeout: float,
-) -> paramiko.SSHClient:
-    """One connection attempt; errors a booting node gives (refused, timed out, reset) come out as they are."""
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(
-        PinnedHostKeyPolicy(host_id(target.host, target.port), known_hosts, on_new_host_key)
-    )
-    try:
-        client.connect(
-            target.host,
-            port=target.port,
-            username=target.username or getpass.getuser(),
-            pkey=pkey,
-            timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-            allow_agent=False,
-            look_for_keys=False,
-        )
-    except paramiko.AuthenticationException as error:
-        client.close()
-        raise AuthenticationRefused(
-            f"node {target.name} ({host_id(target.host, target.port)}) refused the deployment's SSH key for user "
-            f"{target.username or getpass.getuser()!r} ({_describe(error)}); check that the public key "
-            "was installed on the node and that the user name matches the image",
-            target.name,
-        ) from None
-    except socket.gaierror as error:
-        client.close()
-        raise NodeUnreachable(
-            f"node {target.name}: address {target.host!r} cannot be resolved ({_describe(error)})",
-            target.name,
-        ) from None
-    except BaseException:  # HostKeyMismatch (raised at once), and what _BOOTING retries
-        client.close()
-        raise
-    return client
-
-
 def _connect(
     target: NodeTarget,
     pkey: paramiko.PKey,
@@ -157,8 +91,9 @@ def _connect(
     connect_timeout: float,
     boot_deadline_s: float,
     emit: LogFn,
-) -> tuple[paramiko.SSHClient, int]:
-    """Connect, retrying with backoff while the node may still be booting; returns (client, attempts)."""
+) -> tuple[Connection, int]:
+    """Connect (through the target's jump hosts, if any), retrying with backoff while the node may still be
+    booting; returns (connection, attempts)."""
     deadline = time.monotonic() + boot_deadline_s
     backoff = wait_exponential(multiplier=_FIRST_RETRY_DELAY_S, max=_MAX_RETRY_DELAY_S)
 
@@ -166,13 +101,13 @@ def _connect(
         return max(0.0, min(backoff(state) * random.uniform(0.8, 1.2), deadline - time.monotonic()))
 
     def log_retry(state: RetryCallState) -> None:
-        reason = _describe(state.outcome.exception())
+        reason = describe(state.outcome.exception())
         wait_s = state.next_action.sleep
         emit(f"[{target.name}] not reachable yet ({reason}); attempt {state.attempt_number + 1} in {wait_s:.1f} s")
 
-    def attempt() -> paramiko.SSHClient:
+    def attempt() -> Connection:
         timeout = max(1.0, min(connect_timeout, deadline - time.monotonic()))
-        return _connect_once(target, pkey, known_hosts, on_new_host_key, timeout)
+        return connect_node(target, pkey, known_hosts, on_new_host_key, timeout)
 
     retrying = Retrying(
         retry=retry_if_exception_type(_BOOTING),
@@ -181,16 +116,17 @@ def _connect(
         before_sleep=log_retry,
     )
     try:
-        client = retrying(attempt)
+        connection = retrying(attempt)
     except RetryError as gave_up:
+        path = f"to {target.jump[-1].label}" if target.jump else "to this worker"
         raise NodeUnreachable(
-            f"node {target.name} ({host_id(target.host, target.port)}) did not accept SSH within "
+            f"node {target.name} ({target.route}) did not accept SSH within "
             f"{boot_deadline_s:g} s ({gave_up.last_attempt.attempt_number} attempts; last error: "
-            f"{_describe(gave_up.last_attempt.exception())}); check that the VM booted and that port "
-            f"{target.port} is open to this worker",
+            f"{describe(gave_up.last_attempt.exception())}); check that the VM booted and that port "
+            f"{target.port} is open {path}",
             target.name,
         ) from None
-    return client, retrying.statistics["attempt_number"]
+    return connection, retrying.statistics["attempt_number"]
 
 
 def _execute(
@@ -274,22 +210,24 @@ def run_script(
     payload = script_payload(script, env)
     pkey = load_private_key(private_key)
     try:
-        client, attempts = _connect(target, pkey, known_hosts, on_new_host_key, connect_timeout, boot_deadline_s, emit)
+        connection, attempts = _connect(
+            target, pkey, known_hosts, on_new_host_key, connect_timeout, boot_deadline_s, emit
+        )
     except (NodeUnreachable, AuthenticationRefused) as error:
         raise type(error)(mask_fragments(str(error), fragments), target.name) from None
-    emit(f"[{target.name}] connected to {host_id(target.host, target.port)} (attempt {attempts})")
+    emit(f"[{target.name}] connected to {target.route} (attempt {attempts})")
     stdout, stderr = _Output(on_line("stdout")), _Output(on_line("stderr"))
     try:
-        exit_code = _execute(client, target, payload, connect_timeout, script_timeout_s, stdout, stderr)
+        exit_code = _execute(connection.client, target, payload, connect_timeout, script_timeout_s, stdout, stderr)
     except (OSError, EOFError, paramiko.SSHException) as error:
         raise ConfigureError(
             f"SSH session to node {target.name} broke while the script ran "
-            f"({mask_fragments(_describe(error), fragments)}); "
+            f"({mask_fragments(describe(error), fragments)}); "
             "scripts are idempotent, so running the step again is safe",
             target.name,
         ) from None
     finally:
-        client.close()
+        connection.close()
     result = ScriptResult(
         node=target.name,
         exit_code=exit_code,
@@ -373,7 +311,7 @@ def run_on_nodes(
             except ConfigureError as error:
                 failures[name] = error
             except Exception as error:  # a bad script_for/env callable or input: report it per node
-                failures[name] = ConfigureError(mask_fragments(_describe(error), fragments), name)
+                failures[name] = ConfigureError(mask_fragments(describe(error), fragments), name)
     ordered = {name: results[name] for name in names if name in results}
     if failures:
         raise NodesFailed(failures, ordered)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
 from dodas_tasks.deploy.refs import References, resolve_outputs
+from dodas_tasks.deploy.ssh_access import SshAccess
 from dodas_tasks.frameworks.base import (
     WORKER_ROLES,
     Cluster,
@@ -33,6 +34,7 @@ from dodas_tasks.frameworks.registry import (
     framework,
     framework_settings,
     needs_deployment_id,
+    needs_reach,
     needs_runner,
     needs_site_services,
 )
@@ -51,10 +53,14 @@ IAM_PROPERTIES = ("iam_access_token", "iam_client_id", "iam_client_secret")  # D
 
 def deployment_framework(store: Store, dep: DeploymentRecord, name: str) -> Framework:
     """Framework `name` as the deployment's watchers (elasticity, healing) use it: its site settings, and an SSH
-    runner only for frameworks that need one (the Deployer reads keys; HTTP-only frameworks skip that cost)."""
+    runner only for frameworks that need one (the Deployer reads secrets; HTTP-only frameworks skip that cost,
+    reaching the node's API through the deployment's SSH route, whose key is read only if it has jump hosts)."""
     if needs_runner(name):
         return Deployer(store, dep.id, log=lambda _m: None).framework(name)
-    return framework(name, framework_settings(dep.options, name))
+    settings = framework_settings(dep.options, name)
+    if needs_reach(name):
+        settings["reach"] = SshAccess(store, dep.id).reach
+    return framework(name, settings)
 
 
 class Deployer:
@@ -80,7 +86,7 @@ class Deployer:
         self.site_services = site_services
         self.deployment = store.get_deployment(deployment_id)
         self.plan = self.deployment.plan
-        self._private_key = store.get_ssh_private_key(deployment_id)
+        self.ssh = SshAccess(store, deployment_id)
         self._secrets = [str(v) for v in store.deployment_secret_inputs(deployment_id).values() if v]
         client = stored_client(self.deployment)
         if client is not None:
@@ -103,6 +109,8 @@ class Deployer:
         settings = framework_settings(self.deployment.options, name)
         if needs_runner(name):
             settings["runner"] = self.run
+        if needs_reach(name):
+            settings["reach"] = self.ssh.reach
         if needs_deployment_id(name):
             settings["deployment_id"] = self.deployment_id
         if needs_site_services(name):
@@ -114,12 +122,10 @@ class Deployer:
 
     # -- running scripts over SSH ------------------------------------------------------------------------------
 
-    def _target(self, node: Node) -> NodeTarget:
-        record = next(n for n in self.nodes() if n.name == node.name)
-        return NodeTarget(name=node.name, host=node.ip, port=record.ssh_port or 22)
-
-    def _pin(self, host: str, key: str) -> None:
-        self.store.modify_deployment(self.deployment_id, lambda d: {"known_hosts": {**d.known_hosts, host: key}})
+    def _target(self, node: Node, nodes: list[NodeRecord] | None = None) -> NodeTarget:
+        """The framework's node as the SSH runner reaches it (through the deployment's jump hosts, if any)."""
+        nodes = self.nodes() if nodes is None else nodes
+        return self.ssh.target(next(n for n in nodes if n.name == node.name), nodes)
 
     def run(self, node: Node, script: Script) -> ScriptResult:
         """One script on one node (the frameworks' Runner)."""
@@ -127,9 +133,9 @@ class Deployer:
             self._target(node),
             script.body,
             env=dict(script.env),
-            private_key=self._private_key,
-            known_hosts=dict(self.store.get_deployment(self.deployment_id).known_hosts),
-            on_new_host_key=self._pin,
+            private_key=self.ssh.private_key,
+            known_hosts=self.ssh.known_hosts(),
+            on_new_host_key=self.ssh.pin,
             secrets=self._secrets,
             log=self.log if script.log_output else _quiet,
             check=False,
@@ -206,13 +212,14 @@ class Deployer:
         for name in scripts:
             self.store.update_node(records[name].id, state=NodeState.CONFIGURING)
         by_name = {name: node for name, (node, *_rest) in scripts.items()}
+        ready = self.nodes()
         results = run_on_nodes(
-            [self._target(node) for node in by_name.values()],
+            [self._target(node, ready) for node in by_name.values()],
             lambda t: scripts[t.name][1].body + "\n" + scripts[t.name][2].body,
             env=lambda t: {**scripts[t.name][1].env, **scripts[t.name][2].env},
-            private_key=self._private_key,
-            known_hosts=dict(self.store.get_deployment(self.deployment_id).known_hosts),
-            on_new_host_key=self._pin,
+            private_key=self.ssh.private_key,
+            known_hosts=self.ssh.known_hosts(),
+            on_new_host_key=self.ssh.pin,
             secrets=self._secrets,
             log=self.log,
         )

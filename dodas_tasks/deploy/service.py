@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
+from dodas_tasks.deploy.ssh_access import check_jump_group
 from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.naming import short_id
 from dodas_tasks.store import AmbiguousDeploymentId, DeploymentNotFoundError, Store
@@ -101,6 +102,9 @@ def submit(
             source,
         )
     plan = compile_template(template_text, inputs or {}, source=source)
+    jump_problems = check_jump_group(options, [g.name for g in plan.groups])
+    if jump_problems:
+        raise DodasTemplateError([TemplateProblem("input", p) for p in jump_problems], source)
     refresh_token = None
     if access_token is not None:
         if iam is None:

@@ -10,15 +10,15 @@ Failed scale-outs of the elastic group (nodes that never served) belong to the a
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dodas_tasks.clouds.base import ACTIVE, BUILD, get_driver
+from dodas_tasks.configure import JumpHostUnreachable
 from dodas_tasks.deploy.components import deployment_framework
+from dodas_tasks.deploy.ssh_access import SshAccess
 from dodas_tasks.elastic.observe import SERVING
 from dodas_tasks.elastic.policy import backoff_delay
 from dodas_tasks.elastic.settings import ElasticSettings, resolve
@@ -68,16 +68,6 @@ class HealReport:
     notes: list[str] = field(default_factory=list)
 
 
-def ssh_answers(host: str, port: int, timeout: float = 3.0) -> bool:
-    """The SSH server sends its banner: cheap, no login (the configurator logs in when it must)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(8).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
 def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Probe]:
     """Cloud (one list call), SSH (in parallel) and framework (one load read per framework) for every node."""
     driver = get_driver(dep.cloud)
@@ -87,20 +77,15 @@ def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) ->
             server = driver.get_server(node.cloud_id)
             if server is not None:
                 servers[node.cloud_id] = server.status
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        ssh = dict(
-            zip(
-                [n.id for n in nodes],
-                pool.map(lambda n: ssh_answers(n.private_ip, n.ssh_port or 22) if n.private_ip else False, nodes),
-                strict=True,
-            )
-        )
+    ssh = SshAccess(store, dep.id, driver=driver).ssh_answers(nodes)  # the banner, through the jump hosts if any
     counted: dict[str, tuple[bool | None, str]] = {}
     for name in framework_names(dep.plan):
         cluster = cluster_of(dep.plan, nodes, name)
         try:
             healthy = set(deployment_framework(store, dep, name).load(cluster).healthy_nodes)
             answer: str | None = None
+        except JumpHostUnreachable:  # the way to the framework's API is down, not the framework: cannot tell
+            continue
         except Exception as exc:
             healthy, answer = set(), str(exc)[:200]
         for role, members in cluster.roles.items():

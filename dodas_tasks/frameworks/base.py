@@ -6,9 +6,10 @@ caller's job (SSH configurator, or a local shell in tests), passed in as a `Runn
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,6 +86,16 @@ WORKER_ROLES = frozenset({"worker", "slave", "agent", "wn"})  # roles the framew
 
 Runner = Callable[[Node, Script], ScriptResult]
 """Runs a script on a node and returns its result (SSH in production, a local shell in tests)."""
+
+Reach = Callable[[Node, int], contextlib.AbstractContextManager[tuple[str, int]]]
+"""reach(node, port) gives a (host, port) this process can connect to for `port` on the node: the node's own
+address, or a local port forwarded through the SSH jump hosts when the node has a private address only."""
+
+
+@contextlib.contextmanager
+def direct(node: Node, port: int) -> Iterator[tuple[str, int]]:
+    """The Reach of nodes this process reaches at their address."""
+    yield node.ip, port
 
 
 class SiteServices(Protocol):

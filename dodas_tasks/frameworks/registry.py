@@ -94,6 +94,12 @@ def needs_runner(name: str) -> bool:
 
 
 @functools.cache
+def needs_reach(name: str) -> bool:
+    """The framework opens a network API on a node (`reach=`), through the deployment's SSH route to it."""
+    return "reach" in inspect.signature(framework_class(name)).parameters
+
+
+@functools.cache
 def needs_deployment_id(name: str) -> bool:
     """The framework names what it puts outside the deployment's VMs after it (`deployment_id=`)."""
     return "deployment_id" in inspect.signature(framework_class(name)).parameters

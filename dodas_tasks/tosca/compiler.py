@@ -38,6 +38,7 @@ _ORDERING_KINDS = {"HostedOn", "DependsOn", "ConnectsTo", "AttachesTo"}
 _SCALING_POLICY = "tosca.policies.Scaling"
 _PLACEMENT_POLICY = "tosca.policies.Placement"
 _PROVISIONING_POLICY = "tosca.policies.indigo.dodas.Provisioning"
+_JUMP_HOST_POLICY = "tosca.policies.indigo.dodas.SshJumpHost"
 _ELASTIC_SETTINGS = ("poll_interval", "backlog_window", "idle_time", "grace", "cooldown", "max_booting")
 
 for _name in ("toscaparser", "tosca"):  # tosca-parser warns about missing inputs; we report them ourselves
@@ -310,6 +311,7 @@ def _build_plan(
     _attach_volumes(plan, typed, registry, requirements, resolver)
     plan.elasticity = _elasticity(plan, typed, registry, requirements, host_of, topology, resolver)
     plan.placement = _placements(plan, topology, resolver)
+    problems += _ssh_jump_host(plan, topology)
     for name, out in (topology.get("outputs") or {}).items():
         out = out if isinstance(out, dict) else {"value": out}
         value = resolver.resolve(out.get("value"), f"output {name}")
@@ -642,6 +644,42 @@ def _placements(plan: Plan, topology: dict[str, Any], resolver: Resolver) -> lis
                 groups[target].placement.update(props)
         out.append({"name": pname, "type": ptype, "targets": targets, "properties": props})
     return out
+
+
+def _ssh_jump_host(plan: Plan, topology: dict[str, Any]) -> list[TemplateProblem]:
+    """Flag the group an SshJumpHost policy targets; it must target one Compute group, and only one policy may."""
+    groups = {g.name: g for g in plan.groups}
+    registry = TypeRegistry()
+    problems = []
+    for index, policy in enumerate(topology.get("policies") or []):
+        if not isinstance(policy, dict) or len(policy) != 1:
+            continue
+        ((pname, spec),) = policy.items()
+        if not registry.derives_from(str((spec or {}).get("type", "")), _JUMP_HOST_POLICY):
+            continue
+        targets = list(spec.get("targets") or [])
+        if len(targets) != 1 or targets[0] not in groups:
+            problems.append(
+                TemplateProblem(
+                    "tosca",
+                    f"policy {pname!r}: an SshJumpHost policy targets exactly one Compute node, not {targets}",
+                    node=pname,
+                    path=("topology_template", "policies", index),
+                    hint=f"target the front-end's Compute node, one of: {', '.join(groups)}",
+                )
+            )
+            continue
+        groups[targets[0]].ssh_jump_host = True
+    flagged = [g.name for g in plan.groups if g.ssh_jump_host]
+    if len(flagged) > 1:
+        problems.append(
+            TemplateProblem(
+                "tosca",
+                f"several SSH jump hosts: {', '.join(flagged)}",
+                hint="a deployment has one front-end to go through",
+            )
+        )
+    return problems
 
 
 def plan_stages(plan: Plan) -> dict[str, list[str]]:

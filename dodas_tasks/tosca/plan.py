@@ -70,6 +70,7 @@ class NodeGroup:
     volumes: list[Volume] = field(default_factory=list)
     placement: dict[str, Any] = field(default_factory=dict)
     provisioning: dict[str, Any] = field(default_factory=dict)  # on_partial, min_ready from a Provisioning policy
+    ssh_jump_host: bool = False  # its VM is the front-end the others are reached through (an SshJumpHost policy)
 
 
 @dataclass

@@ -26,6 +26,8 @@ from dodas_tasks.clouds.base import (
     CloudError,
     Server,
     ServerSpec,
+    SshGateway,
+    gateway_from_extra,
 )
 from dodas_tasks.clouds.ec2 import resources
 from dodas_tasks.clouds.ec2.catalog import DEFAULT_IMAGE_OWNERS, instance_types, named_type, resolve_image
@@ -92,6 +94,10 @@ class EC2Driver(CloudDriver):
         if self._max_concurrency is None:
             self._max_concurrency = int(self.conn.extra.get("dodas_max_concurrency") or DEFAULT_CONCURRENCY)
         return self._max_concurrency
+
+    def ssh_gateway(self) -> SshGateway | None:
+        """The site's bastion from the connection's extra `dodas_ssh_bastion`, if it has one."""
+        return gateway_from_extra(self.conn.extra, self.conn_id)
 
     @property
     def conn(self) -> Ec2Connection:

@@ -139,6 +139,24 @@ class LocalCloud(CloudDriver):
             f"key pair {spec.key_name!r} not found for server {spec.name!r}; import it with import_key_pair first"
         )
 
+    def key_pair_keys(self) -> set[str]:
+        """The public keys ('type base64') of every imported key pair: those the SSH gateway accepts."""
+        if not self.layout.keypairs.is_dir():
+            return set()
+        return {path.read_text().strip() for path in self.layout.keypairs.glob("*.pub")}
+
+    def authorized_key_at(self, ip: str) -> str | None:
+        """The key the live server at `ip` accepts, or None if no server of this cloud has that address."""
+        for server_id in self.layout.server_ids():
+            server_dir = self.layout.server(server_id)
+            state = server_dir.read_state()
+            if state and state.get("ip") == ip:
+                try:
+                    return server_dir.authorized_keys.read_text().strip() or None
+                except OSError:
+                    return None
+        return None
+
     # -- servers --------------------------------------------------------------------------------------
     def create_server(self, spec: ServerSpec) -> Server:
         self._maybe_fail("create_server")

@@ -41,6 +41,13 @@ def command_env(node_id: str, node_ip: str, home: Path, client_env: dict[str, st
     return env
 
 
+class _NodeSshd(asyncssh.SSHServer):
+    """What a VM's sshd allows besides sessions: TCP forwarding (direct-tcpip), so the node can be a jump host."""
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        return True
+
+
 class NodeServer:
     """The SSH server and the bookkeeping of the processes it runs."""
 
@@ -134,6 +141,7 @@ class NodeServer:
         sock.setblocking(False)
         acceptor = await asyncssh.listen(
             sock=sock,
+            server_factory=_NodeSshd,
             server_host_keys=[host_key],
             authorized_client_keys=str(self.dir.authorized_keys),
             process_factory=self.handle_session,

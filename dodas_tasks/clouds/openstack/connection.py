@@ -131,7 +131,7 @@ def _hook_class() -> type:
                 import openstack
                 from keystoneauth1 import session as ks_session
 
-                params = _airflow_connection(self, self.os_conn_id)
+                params = airflow_connection(self, self.os_conn_id)
                 extra = params.extra_dejson
                 verify = extra.get("verify", True)
                 sess = ks_session.Session(
@@ -172,7 +172,8 @@ def _pooled_http_session() -> Any:
     return http
 
 
-def _airflow_connection(hook: Any, conn_id: str) -> Any:
+def airflow_connection(hook: Any, conn_id: str) -> Any:
+    """The site's Airflow connection, or a CloudError saying how to define it."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:

@@ -40,9 +40,11 @@ from dodas_tasks.clouds.base import (
     ProjectResource,
     Server,
     ServerSpec,
+    SshGateway,
+    gateway_from_extra,
 )
 from dodas_tasks.clouds.openstack import nova
-from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider, site_hook
+from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider, airflow_connection, site_hook
 from dodas_tasks.clouds.openstack.errors import cloud_errors
 from dodas_tasks.clouds.openstack.rules import group_sg_name, ingress_rules, internal_sg_name
 from dodas_tasks.clouds.openstack.site_cache import site_cache
@@ -105,6 +107,11 @@ class OpenStackCloud(CloudDriver):
     def max_concurrency(self) -> int:  # type: ignore[override]
         """Parallel calls allowed: option, else connection extra `dodas_max_concurrency`, else the default."""
         return self._max_concurrency or self.settings.max_concurrency
+
+    def ssh_gateway(self) -> SshGateway | None:
+        """The site's bastion from the connection's extra `dodas_ssh_bastion`, if it has one (read without
+        authenticating: a delegated deployment's token provider is not needed for it)."""
+        return gateway_from_extra(airflow_connection(self._hook, self.conn_id).extra_dejson, self.conn_id)
 
     @property
     def settings(self) -> SiteSettings:

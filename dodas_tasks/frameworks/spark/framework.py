@@ -13,10 +13,12 @@ from dodas_tasks.frameworks.base import (
     Framework,
     Load,
     Node,
+    Reach,
     Runner,
     Script,
     VerificationFailed,
     Verified,
+    direct,
 )
 from dodas_tasks.frameworks.spark.state import read_load
 from dodas_tasks.runtime import spark_env
@@ -63,7 +65,9 @@ class SparkStandalone(Framework):
         verify_executor_memory_mb: int = 512,
         verify_partitions: int = 10,
         runtime_env: Callable[[], Mapping[str, str]] = spark_env,
+        reach: Reach = direct,
     ) -> None:
+        """reach: how this process opens the master's web UI (through the SSH jump hosts of the deployment)."""
         self.master_port = master_port
         self.master_webui_port = master_webui_port
         self.worker_webui_port = worker_webui_port
@@ -72,6 +76,7 @@ class SparkStandalone(Framework):
         self.verify_executor_memory_mb = verify_executor_memory_mb
         self.verify_partitions = verify_partitions
         self._runtime_env = runtime_env
+        self._reach = reach
         self._runtime: dict[str, str] | None = None
 
     def _env(self, node: Node, **extra: object) -> dict[str, str]:
@@ -166,4 +171,5 @@ class SparkStandalone(Framework):
 
     def load(self, cluster: Cluster) -> Load:
         """Workers idle/busy/healthy and cores still wanted, read from the master's web UI."""
-        return read_load(cluster.single("master").ip, self.master_webui_port, cluster.name_of)
+        with self._reach(cluster.single("master"), self.master_webui_port) as (host, port):
+            return read_load(host, port, cluster.name_of)
