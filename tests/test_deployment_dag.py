@@ -93,6 +93,25 @@ def test_local_spark_deploys_verifies_and_undeploys_without_running_injected_inp
     assert not list((dodas_home() / "localcloud" / "keypairs").glob(f"*{deployment_id}*"))
 
 
+def test_a_deploy_step_whose_ssh_session_drops_is_run_again_and_completes(
+    airflow_db: None, store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: configure/deploy steps are idempotent, so a try that failed for a transient reason is run again.
+    The fault is the cloud's own: every VM's SSH server drops the connection of its first session."""
+    monkeypatch.setenv("DODAS_LOCAL_SSH_DROP_SESSIONS", "1")
+    deployment_id = service.submit(store, SPARK, {"number_of_workers": 1})
+    run = run_dag(deployment_dag_id(deployment_id))
+    dep = store.get_deployment(deployment_id)
+    assert run.state == "success", dep.status_reason
+    assert dep.status == DeploymentStatus.CREATE_COMPLETE
+    tries = {ti.task_id: ti.try_number for ti in run.get_task_instances()}
+    assert tries["deploy.spark_master"] == 2 and tries["deploy.spark_worker"] == 2, tries  # failed once each
+    assert {n.state for n in store.list_nodes(deployment_id)} == {NodeState.STARTED}
+    assert not [e for e in store.list_events(deployment_id, limit=500) if e.kind == "task_failed"]
+    verified = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "verify"]
+    assert verified and "3.1" in verified[-1], verified
+
+
 def test_bad_template_through_submit_dag_creates_nothing(
     airflow_db: None, store: Store, cloud: LocalCloud, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,6 +27,10 @@ from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
 
 log = logging.getLogger(__name__)
 _ORDERING = {"HostedOn", "DependsOn", "ConnectsTo"}
+# configure/deploy steps are idempotent: a try that failed for a reason that may pass (a dropped SSH session, a task
+# killed with its worker) is run again; permanent failures (a script that exits non-zero) fail at once
+STEP_RETRIES = 2
+STEP_RETRY_DELAY = timedelta(seconds=5)
 
 
 def build_deployment_dag(dep: DeploymentRecord) -> DAG:
@@ -65,7 +69,13 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
         }
         begin >> list(provision.values())
         stages = {
-            c.name: ComponentOperator(task_id=f"{c.stage}.{c.name}", component=c.name, **common)
+            c.name: ComponentOperator(
+                task_id=f"{c.stage}.{c.name}",
+                component=c.name,
+                retries=STEP_RETRIES,
+                retry_delay=STEP_RETRY_DELAY,
+                **common,
+            )
             for c in plan.components
             if c.stage in (CONFIGURE, DEPLOY)
         }

@@ -165,7 +165,11 @@ class ProvisionGroupOperator(DeploymentOperator):
 
 
 class ComponentOperator(DeploymentOperator):
-    """Installs and starts one TOSCA component (a framework role) on the VMs of its group that need it."""
+    """Installs and starts one TOSCA component (a framework role) on the VMs of its group that need it.
+
+    Its steps are idempotent, so a failed try is retried, unless the failure is permanent (a script that exits
+    non-zero, a refused key, a changed host key). Its log is guarded: a broken log stream (the task's supervisor
+    killed) never fails a node."""
 
     ui_color = "#eefde8"
 
@@ -176,6 +180,7 @@ class ComponentOperator(DeploymentOperator):
     @records_failure
     def execute(self, context: Context) -> list[str]:
         from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
+        from dodas_tasks.configure import ConfigureError, safe_log
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
@@ -186,12 +191,17 @@ class ComponentOperator(DeploymentOperator):
             deployer = Deployer(
                 store,
                 self.deployment_id,
-                log=self.log.info,
+                log=safe_log(self.log.info),
                 tokens=self.token_source,
                 on_secret=mask_secret,
                 site_services=AirflowSiteServices(),
             )
-            return deployer.apply(self.component)
+            try:
+                return deployer.apply(self.component)
+            except ConfigureError as exc:
+                if exc.permanent:  # running it again cannot help: no retry, the reason as it is
+                    raise AirflowFailException(str(exc)) from exc
+                raise
 
 
 class VerifyOperator(DeploymentOperator):
@@ -202,12 +212,15 @@ class VerifyOperator(DeploymentOperator):
     @records_failure
     def execute(self, context: Context) -> list[str]:
         from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
+        from dodas_tasks.configure import safe_log
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
             if self._deleting(store):
                 raise AirflowSkipException("deployment is being deleted")
-            deployer = Deployer(store, self.deployment_id, log=self.log.info, site_services=AirflowSiteServices())
+            deployer = Deployer(
+                store, self.deployment_id, log=safe_log(self.log.info), site_services=AirflowSiteServices()
+            )
             return [check.summary for check in deployer.verify()]
 
 

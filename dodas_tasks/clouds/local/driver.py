@@ -68,7 +68,8 @@ class LocalCloud(CloudDriver):
     Options (else env DODAS_LOCAL_*, else default): home (DODAS home; default settings.dodas_home()),
     ssh_port (2222 for root and non-root alike), ip_pool ("127.77.0.0/16"), boot_delay (0 s),
     boot_failure_rate (0), api_error_rate (0; create/delete then raise a retryable CloudError),
-    max_servers (unlimited; beyond it QuotaExceeded).
+    max_servers (unlimited; beyond it QuotaExceeded), ssh_drop_sessions (0; each server's SSH service drops the
+    connection of its first N sessions, as a flaky network does).
 
     A server accepts any user name with the key of key pair `spec.key_name` (else `spec.public_key`),
     runs `/bin/sh -c CMD` as the driver's user with cwd = HOME = its sandbox, TMPDIR inside it, PATH led by
@@ -89,6 +90,7 @@ class LocalCloud(CloudDriver):
         boot_failure_rate: float | None = None,
         api_error_rate: float | None = None,
         max_servers: int | None = None,
+        ssh_drop_sessions: int | None = None,
     ) -> None:
         self.config = resolve_config(
             home=home,
@@ -98,6 +100,7 @@ class LocalCloud(CloudDriver):
             boot_failure_rate=boot_failure_rate,
             api_error_rate=api_error_rate,
             max_servers=max_servers,
+            ssh_drop_sessions=ssh_drop_sessions,
         )
         self.layout = CloudLayout(self.config.root)
         self.layout.ensure()
@@ -224,6 +227,8 @@ class LocalCloud(CloudDriver):
         ]
         if self._random.random() < self.config.boot_failure_rate:
             argv.append("--fail-boot")
+        if self.config.ssh_drop_sessions:
+            argv += ["--drop-sessions", str(self.config.ssh_drop_sessions)]
         with open(server_dir.log_file, "ab") as log:
             try:
                 launcher = subprocess.Popen(
