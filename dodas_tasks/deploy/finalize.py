@@ -33,6 +33,16 @@ def record_failure(store: Store, deployment_id: str, task: str, error: BaseExcep
     store.add_event(deployment_id, FAILURE_EVENT, f"{task}: {error}")
 
 
+def set_status_unless_deleting(store: Store, deployment_id: str, status: str, reason: str | None = None) -> bool:
+    """Set a creation/update status unless an undeploy request came meanwhile (checked and written at once): a
+    deletion request is never overwritten by the run it overtook. Returns whether the status was set."""
+    deleting = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
+    dep = store.modify_deployment(
+        deployment_id, lambda d: {} if d.status in deleting else {"status": status, "status_reason": reason}
+    )
+    return dep.status == status
+
+
 def finalize_run(
     store: Store,
     deployment_id: str,
@@ -40,14 +50,22 @@ def finalize_run(
     log: Callable[[str], None] = print,
     iam: IamClient | None = None,
     site_services: SiteServices | None = None,
+    deletion_run: bool = True,
 ) -> RunOutcome:
     """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends.
     site_services: the site's Marathon and Chronos, to remove what the deployment put there.
+    deletion_run: whether the run began as a deletion; a creation/update overtaken by an undeploy request leaves
+    the deletion, and its outcome, to the run that request queued (never a DELETE_FAILED for VMs it will delete).
     A deleted deployment is left alone: a stray run after the deletion changes nothing."""
     dep = store.get_deployment(deployment_id)
     if dep.status == DeploymentStatus.DELETE_COMPLETE:
         log(f"deployment {deployment_id} is deleted: nothing to finalize")
         return RunOutcome(DeploymentStatus.DELETE_COMPLETE, "already deleted: this run changed nothing")
+    if dep.status == DeploymentStatus.DELETE_IN_PROGRESS and not deletion_run:
+        message = "undeploy requested during this run: it stopped at its next task; the next run deletes everything"
+        store.add_event(deployment_id, "undeploy", message)
+        log(message)
+        return RunOutcome(DeploymentStatus.DELETE_IN_PROGRESS, message)
     failures = [
         e.message
         for e in store.list_events(deployment_id, limit=10_000, after_id=since_event)
@@ -91,7 +109,8 @@ def finalize_run(
 
     outputs = Deployer(store, deployment_id, log=log).outputs()
     status = DeploymentStatus.CREATE_COMPLETE if creating else DeploymentStatus.UPDATE_COMPLETE
-    store.set_status(deployment_id, status)
+    if not set_status_unless_deleting(store, deployment_id, status):  # an undeploy came in the last moment
+        return RunOutcome(DeploymentStatus.DELETE_IN_PROGRESS, "undeploy requested: the next run deletes everything")
     return RunOutcome(status, outputs=outputs)
 
 

@@ -20,6 +20,8 @@ from dodas_tasks.store import DeploymentStatus, Store
 
 # Nothing to configure, verify or act for the owner on: being deleted, or deleted (a stray run changes nothing)
 DELETING_OR_DELETED = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
+DELETION_RUN_KEY = "deletion_run"  # XCom of begin: whether this run began as a deletion (else it creates/updates)
+SUPERSEDED = "undeploy requested during this run: it stops here, the next run deletes the deployment"
 
 
 def _mask(store: Store, deployment_id: str) -> None:
@@ -98,14 +100,28 @@ class DeploymentOperator(BaseOperator):
     def _deleting(self, store: Store) -> bool:
         return store.get_deployment(self.deployment_id).status in DELETING_OR_DELETED
 
+    @staticmethod
+    def _deletion_run(context: Context) -> bool:
+        """Whether this run began as a deletion; a creation or update that an undeploy request overtook did not."""
+        began = context["ti"].xcom_pull(task_ids="begin", key=DELETION_RUN_KEY)
+        return True if began is None else bool(began)
+
+    def _superseded(self, context: Context, store: Store) -> bool:
+        """An undeploy was requested while this creation/update ran: it boots and configures nothing more."""
+        return self._deleting(store) and not self._deletion_run(context)
+
 
 class BeginOperator(DeploymentOperator):
     """Marks the run IN_PROGRESS and returns the event id from which finalize looks for failures.
 
-    A run of a deleted deployment (a stray trigger) is skipped, so every task after it is, and changes nothing."""
+    A run of a deleted deployment (a stray trigger) is skipped, so every task after it is, and changes nothing.
+    Whether the run began as a deletion is kept (XCom `deletion_run`): an undeploy request that comes later stops
+    a creation/update at its next task, and the deletion is left to the run the request queued."""
 
     @records_failure
     def execute(self, context: Context) -> int:
+        from dodas_tasks.deploy.finalize import set_status_unless_deleting
+
         with self._store() as store:
             dep = store.get_deployment(self.deployment_id)
             if dep.status == DeploymentStatus.DELETE_COMPLETE:
@@ -119,7 +135,9 @@ class BeginOperator(DeploymentOperator):
             elif dep.status not in DELETING_OR_DELETED:
                 first = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
                 status = DeploymentStatus.CREATE_IN_PROGRESS if first else DeploymentStatus.UPDATE_IN_PROGRESS
-                store.set_status(self.deployment_id, status, f"run {context['run_id']}")
+                set_status_unless_deleting(store, self.deployment_id, status, f"run {context['run_id']}")
+            deleting = store.get_deployment(self.deployment_id).status == DeploymentStatus.DELETE_IN_PROGRESS
+            context["ti"].xcom_push(key=DELETION_RUN_KEY, value=deleting)
             events = store.list_events(self.deployment_id, limit=1)
             return events[-1].id if events else 0
 
@@ -144,6 +162,8 @@ class ProvisionGroupOperator(DeploymentOperator):
         from dodas_tasks.airflow.triggers.servers_ready import ServersReadyTrigger
 
         with self._store() as store:
+            if self._superseded(context, store):
+                raise AirflowSkipException(SUPERSEDED)
             progress = self._provisioner(store).start()
         if progress.pending:
             self.defer(
@@ -156,6 +176,8 @@ class ProvisionGroupOperator(DeploymentOperator):
     @records_failure
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
         with self._store() as store:
+            if event.get("deleting") or self._superseded(context, store):  # the VMs are the deletion's to remove
+                raise AirflowSkipException(SUPERSEDED)
             provisioner = self._provisioner(store)
             pending = list(event.get("statuses", {}))
             provisioner.finish(pending)
@@ -253,6 +275,7 @@ class FinalizeOperator(DeploymentOperator):
                 log=self.log.info,
                 iam=iam,
                 site_services=AirflowSiteServices(),
+                deletion_run=self._deletion_run(context),
             )
         if outcome.failed:
             raise AirflowFailException(outcome.reason)
@@ -293,6 +316,9 @@ class OutcomeOperator(DeploymentOperator):
     def execute(self, context: Context) -> str:
         with Store() as store:
             dep = store.get_deployment(self.deployment_id)
+        if dep.status == DeploymentStatus.DELETE_IN_PROGRESS and not self._deletion_run(context):
+            note_run(context.get("dag_run"), f"stopped: {SUPERSEDED}")  # not a failure: only the deletion reports
+            return dep.status
         failed = dep.status.endswith("_FAILED") or dep.status.endswith("_IN_PROGRESS")
         outcome = f"{dep.status}: {dep.status_reason or ('see the failed tasks' if failed else 'done')}"
         stray = dep.status == DeploymentStatus.DELETE_COMPLETE and context["ti"].xcom_pull(task_ids="begin") is None
