@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dodas_tasks.clouds.base import get_driver
+from dodas_tasks.clouds.base import CloudError, get_driver
 from dodas_tasks.iam.cluster_client import release_cluster_client, stored_client
 from dodas_tasks.naming import key_pair_name
-from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
+from dodas_tasks.store import DeploymentRecord, DeploymentStatus, NodeState, Store
 
 if TYPE_CHECKING:
     from dodas_tasks.frameworks.base import SiteServices
@@ -98,6 +98,7 @@ def finalize_run(
         store.set_status(deployment_id, DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
         log(f"deployment {deployment_id}: every resource deleted")
         return RunOutcome(DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
+    settle_nodes(store, deployment_id, log)
     creating = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
     if failures:
         reason = "; ".join(failures)
@@ -112,6 +113,21 @@ def finalize_run(
     if not set_status_unless_deleting(store, deployment_id, status):  # an undeploy came in the last moment
         return RunOutcome(DeploymentStatus.DELETE_IN_PROGRESS, "undeploy requested: the next run deletes everything")
     return RunOutcome(status, outputs=outputs)
+
+
+def settle_nodes(store: Store, deployment_id: str, log: Callable[[str], None]) -> None:
+    """However the run ended (a provision task killed or failed beside booting VMs), a node whose VM the cloud
+    reports ACTIVE gets its address instead of staying CREATING; a cloud that does not answer leaves it so."""
+    from dodas_tasks.deploy.provision import GroupProvisioner
+
+    for group in sorted({n.group for n in store.list_nodes(deployment_id) if n.state == NodeState.CREATING}):
+        try:
+            settled = GroupProvisioner(store, deployment_id, group, log=log).settle()
+        except CloudError as exc:
+            log(f"{group}: could not ask the cloud about its booting VMs: {exc}")
+            continue
+        if settled:
+            log(f"{group}: {len(settled)} VM(s) recorded ACTIVE after the run's provisioning ended")
 
 
 def next_cloud(dep: DeploymentRecord) -> str | None:

@@ -54,15 +54,12 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
     ) as dag:
         common: dict[str, Any] = {"deployment_id": dep.id}
         begin = BeginOperator(task_id="begin", **common)
-        minutes = dep.options.get("provider_timeout_mins")  # the orchestrator's providerTimeoutMins
-        boot = {"boot_timeout": timedelta(minutes=float(minutes))} if minutes else {}
-        provision = {
+        provision = {  # failed boots are replaced inside the task (backfill); retries are for anything else
             g.name: ProvisionGroupOperator(
                 task_id=f"provision.{g.name}",
                 group=g.name,
                 retries=2,
                 retry_delay=timedelta(seconds=5),
-                **boot,
                 **common,
             )
             for g in plan.groups

@@ -7,8 +7,9 @@ only what is missing, finalize sets the orchestrator status from what this run r
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -143,47 +144,91 @@ class BeginOperator(DeploymentOperator):
 
 
 class ProvisionGroupOperator(DeploymentOperator):
-    """Creates/deletes the VMs of one compute group, then defers until the cloud has booted them."""
+    """Creates/deletes the VMs of one compute group, then defers until the cloud has booted them.
+
+    VMs that fail to be created or to boot are replaced (backfill) within the run's budget and deadline
+    (deploy/backfill.py), each round waiting in the triggerer again; what cannot succeed by trying again (a quota,
+    the budget or the deadline spent) fails the task at once, without its retries."""
 
     ui_color = "#fdf2e8"
 
-    def __init__(self, *, group: str, boot_timeout: timedelta = timedelta(minutes=15), **kwargs: Any) -> None:
+    def __init__(self, *, group: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.group = group
-        self.boot_timeout = boot_timeout
 
     def _provisioner(self, store: Store) -> Any:
         from dodas_tasks.deploy.provision import GroupProvisioner
 
         return GroupProvisioner(store, self.deployment_id, self.group, log=self.log.info)
 
+    def _budget(self, context: Context, store: Store) -> Any:
+        from dodas_tasks.deploy.backfill import backfill_budget
+
+        since = int(context["ti"].xcom_pull(task_ids="begin") or 0)
+        started = getattr(context.get("dag_run"), "start_date", None) or datetime.now(UTC)
+        return backfill_budget(store.get_deployment(self.deployment_id), started, since)
+
     @records_failure
     def execute(self, context: Context) -> list[str]:
-        from dodas_tasks.airflow.triggers.servers_ready import ServersReadyTrigger
-
         with self._store() as store:
             if self._superseded(context, store):
                 raise AirflowSkipException(SUPERSEDED)
-            progress = self._provisioner(store).start()
-        if progress.pending:
-            self.defer(
-                trigger=ServersReadyTrigger(self.deployment_id, self.group, progress.pending),
-                method_name="execute_complete",
-                timeout=self.boot_timeout,
-            )
-        return self.execute_complete(context, {"statuses": {}})
+            budget = self._budget(context, store)
+            refusal = budget.refusal(0, datetime.now(UTC))
+            if refusal is not None:  # e.g. a retry after the wait for the boot timed out
+                raise AirflowFailException(f"{self.group}: VMs still not ready: {refusal}")
+            with _final_if_permanent():
+                progress = self._provisioner(store).start()
+            return self._wait_then_finish(context, store, progress.pending)
 
     @records_failure
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
         with self._store() as store:
-            if event.get("deleting") or self._superseded(context, store):  # the VMs are the deletion's to remove
+            if event.get("deleting"):  # the VMs are the deletion's to remove
                 raise AirflowSkipException(SUPERSEDED)
+            return self._wait_then_finish(context, store, [], booted=list(event.get("statuses", {})))
+
+    def _wait_then_finish(
+        self, context: Context, store: Store, pending: list[str], booted: list[str] | None = None
+    ) -> list[str]:
+        """Defer while VMs boot; once they have, record them, replacing failed ones while the budget allows."""
+        from dodas_tasks.airflow.triggers.servers_ready import ServersReadyTrigger
+        from dodas_tasks.deploy.provision import BootFailed
+
+        while True:
+            if self._superseded(context, store):
+                raise AirflowSkipException(SUPERSEDED)
+            if pending:
+                budget = self._budget(context, store)
+                self.defer(
+                    trigger=ServersReadyTrigger(self.deployment_id, self.group, pending),
+                    method_name="execute_complete",
+                    timeout=max(budget.deadline - datetime.now(UTC), timedelta(seconds=1)),
+                )
             provisioner = self._provisioner(store)
-            pending = list(event.get("statuses", {}))
-            provisioner.finish(pending)
-            ready = [n.name for n in store.list_nodes(self.deployment_id, self.group)]
+            with _final_if_permanent():
+                try:
+                    provisioner.finish(booted or [])
+                    break
+                except BootFailed as failed:
+                    progress = provisioner.backfill(failed, self._budget(context, store), datetime.now(UTC))
+            pending, booted = progress.pending, []
+        ready = [n.name for n in store.list_nodes(self.deployment_id, self.group)]
         self.log.info("%s: %d node(s) ready", self.group, len(ready))
         return ready
+
+
+@contextmanager
+def _final_if_permanent() -> Iterator[None]:
+    """A ProvisioningFailed that trying again cannot fix fails the task at once (no retry), its message as it is."""
+    from dodas_tasks.deploy.provision import ProvisioningFailed
+
+    try:
+        yield
+    except ProvisioningFailed as exc:
+        if exc.permanent:
+            raise AirflowFailException(str(exc)) from exc
+        raise
 
 
 class ComponentOperator(DeploymentOperator):
