@@ -22,6 +22,7 @@ from dodas_tasks.store import DeploymentStatus, Store
 # Nothing to configure, verify or act for the owner on: being deleted, or deleted (a stray run changes nothing)
 DELETING_OR_DELETED = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
 DELETION_RUN_KEY = "deletion_run"  # XCom of begin: whether this run began as a deletion (else it creates/updates)
+SINCE_EVENT_KEY = "since_event"  # XCom of begin: the deployment's last event before this run (its failures follow)
 SUPERSEDED = "undeploy requested during this run: it stops here, the next run deletes the deployment"
 
 
@@ -121,7 +122,9 @@ class BeginOperator(DeploymentOperator):
 
     @records_failure
     def execute(self, context: Context) -> int:
+        from dodas_tasks.clouds.base import QuotaExceeded
         from dodas_tasks.deploy.finalize import set_status_unless_deleting
+        from dodas_tasks.deploy.quota import check_quota
 
         with self._store() as store:
             dep = store.get_deployment(self.deployment_id)
@@ -138,9 +141,16 @@ class BeginOperator(DeploymentOperator):
                 status = DeploymentStatus.CREATE_IN_PROGRESS if first else DeploymentStatus.UPDATE_IN_PROGRESS
                 set_status_unless_deleting(store, self.deployment_id, status, f"run {context['run_id']}")
             deleting = store.get_deployment(self.deployment_id).status == DeploymentStatus.DELETE_IN_PROGRESS
-            context["ti"].xcom_push(key=DELETION_RUN_KEY, value=deleting)
             events = store.list_events(self.deployment_id, limit=1)
-            return events[-1].id if events else 0
+            since = events[-1].id if events else 0
+            context["ti"].xcom_push(key=DELETION_RUN_KEY, value=deleting)
+            context["ti"].xcom_push(key=SINCE_EVENT_KEY, value=since)  # kept even if the quota refuses the run
+            if not deleting:
+                try:
+                    check_quota(store, self.deployment_id, log=self.log.info)
+                except QuotaExceeded as exc:  # before any VM: cannot pass by trying again
+                    raise AirflowFailException(str(exc)) from None
+            return since
 
 
 class ProvisionGroupOperator(DeploymentOperator):
@@ -164,7 +174,7 @@ class ProvisionGroupOperator(DeploymentOperator):
     def _budget(self, context: Context, store: Store) -> Any:
         from dodas_tasks.deploy.backfill import backfill_budget
 
-        since = int(context["ti"].xcom_pull(task_ids="begin") or 0)
+        since = int(context["ti"].xcom_pull(task_ids="begin", key=SINCE_EVENT_KEY) or 0)
         started = getattr(context.get("dag_run"), "start_date", None) or datetime.now(UTC)
         return backfill_budget(store.get_deployment(self.deployment_id), started, since)
 
@@ -306,7 +316,7 @@ class FinalizeOperator(DeploymentOperator):
         from dodas_tasks.deploy.finalize import finalize_run
         from dodas_tasks.iam.cluster_client import stored_client
 
-        since = context["ti"].xcom_pull(task_ids=self.begin_task_id) or 0
+        since = context["ti"].xcom_pull(task_ids=self.begin_task_id, key=SINCE_EVENT_KEY) or 0
         with self._store() as store:
             iam = None
             if stored_client(store.get_deployment(self.deployment_id)) is not None:

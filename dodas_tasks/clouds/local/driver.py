@@ -30,6 +30,7 @@ from dodas_tasks.clouds.base import (
     CloudError,
     ProjectResource,
     QuotaExceeded,
+    QuotaRoom,
     Server,
     ServerSpec,
 )
@@ -333,6 +334,13 @@ class LocalCloud(CloudDriver):
         rate = self.config.api_error_rate
         if rate and self._random.random() < rate:
             raise CloudError(f"{call}: injected API error (DODAS_LOCAL_API_ERROR_RATE={rate})", retryable=True)
+
+    def quota_room(self) -> QuotaRoom | None:
+        limit = self.config.max_servers
+        if limit is None:
+            return None
+        in_use = len(self.layout.server_ids())
+        return QuotaRoom(servers=max(0, limit - in_use), source=f"DODAS_LOCAL_MAX_SERVERS={limit}, {in_use} in use")
 
     def _check_quota(self) -> None:
         limit = self.config.max_servers
