@@ -16,7 +16,7 @@ from dodas_tasks.crypto import SecretDecryptionError
 from dodas_tasks.naming import short_id_of_dag
 from dodas_tasks.store import DeploymentFilter, DeploymentStatus
 from dodas_tasks.ui.rendering import base_path, render
-from dodas_tasks.ui.views import deployment_view, list_rows
+from dodas_tasks.ui.views import deployment_view, list_rows, owner_label
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -56,7 +56,7 @@ def deployments_page(
         "pages": max(1, -(-found.total // PAGE_SIZE)),
         "status": status,
         "statuses": list(DeploymentStatus),
-        "caller": str(caller),
+        "caller": owner_label(caller.issuer, caller.subject),
         "admin": caller.admin,
     }
     return render(request, "_list_table.html" if part == LIVE else "list.html", **context)

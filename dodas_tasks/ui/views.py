@@ -206,6 +206,7 @@ class DeploymentView:
     inputs: list[InputRow]
     template: str
     groups: list[ScaleGroup]
+    default_group: str  # the group the scale form offers first: the elastic one, else the one with most VMs asked
 
     @property
     def deleted(self) -> bool:
@@ -270,6 +271,7 @@ def deployment_view(
         inputs=inputs,
         template=without_secrets(dep.template, secret_values),
         groups=groups,
+        default_group=plan.elasticity.group or _most_asked(groups),
     )
 
 
@@ -278,6 +280,11 @@ def without_secrets(text: str, secret_values: Iterable[Any]) -> str:
     for value in sorted({str(v) for v in secret_values if v not in (None, "")}, key=len, reverse=True):
         text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", REDACTED, text)
     return text
+
+
+def _most_asked(groups: Sequence[ScaleGroup]) -> str:
+    """The group with the most VMs asked for (the first of them on a tie), '' for none."""
+    return max(groups, key=lambda g: g.desired).name if groups else ""
 
 
 def _input_value(secret: bool, has_value: bool, value: Any) -> str:

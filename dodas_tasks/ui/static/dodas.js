@@ -5,12 +5,22 @@
 const REFRESH_MS = 3000;
 const ACTION_HEADERS = { "Content-Type": "application/json", "X-DODAS-UI": "1" };
 
+// The element with data-live names the URL of the page's live parts; each [data-live-part] of the answer replaces
+// the page's part of the same name (forms and anything else stay as they are).
 function refreshLive() {
-  const live = document.getElementById("live");
+  const live = document.querySelector("[data-live]");
   if (!live || document.hidden) return Promise.resolve();
   return fetch(live.dataset.live, { credentials: "same-origin", headers: { "X-DODAS-UI": "1" } })
     .then((answer) => (answer.ok ? answer.text() : Promise.reject(answer.status)))
-    .then((html) => { live.innerHTML = html; live.classList.remove("stale"); })
+    .then((html) => {
+      const fresh = document.createElement("template");
+      fresh.innerHTML = html;
+      fresh.content.querySelectorAll("[data-live-part]").forEach((part) => {
+        const shown = live.querySelector(`[data-live-part="${part.dataset.livePart}"]`);
+        if (shown) shown.innerHTML = part.innerHTML;
+      });
+      live.classList.remove("stale");
+    })
     .catch(() => live.classList.add("stale"));
 }
 
@@ -64,21 +74,28 @@ function setUpScale(actions) {
   showGroup();
 }
 
+// Asked on the page itself: Airflow's frame (sandboxed without allow-modals) silently blocks window.confirm.
 function setUpUndeploy(actions) {
   const button = document.getElementById("undeploy-button");
-  button.addEventListener("click", () => {
-    const sure = window.confirm("Undeploy " + actions.dataset.shortId + "? Every VM of it is deleted.");
-    if (sure) act(actions.dataset.undeployUrl, {});
+  const confirmation = document.getElementById("undeploy-confirm");
+  const ask = (asking) => { confirmation.hidden = !asking; button.hidden = asking; };
+  button.addEventListener("click", () => ask(true));
+  document.getElementById("undeploy-no").addEventListener("click", () => ask(false));
+  document.getElementById("undeploy-yes").addEventListener("click", () => {
+    ask(false);
+    act(actions.dataset.undeployUrl, {});
   });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("select.autosubmit").forEach((select) =>
-    select.addEventListener("change", () => select.form.submit()));
+  document.querySelectorAll("select.autosubmit").forEach((select) => {
+    select.addEventListener("change", () => select.form.submit());
+    select.form.querySelectorAll("button[type=submit]").forEach((button) => { button.hidden = true; });
+  });
   const actions = document.getElementById("actions");
   if (actions) {
     setUpScale(actions);
     setUpUndeploy(actions);
   }
-  if (document.getElementById("live")) window.setInterval(refreshLive, REFRESH_MS);
+  if (document.querySelector("[data-live]")) window.setInterval(refreshLive, REFRESH_MS);
 });
