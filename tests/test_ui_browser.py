@@ -206,6 +206,8 @@ def test_submit_watch_scale_and_undeploy_from_the_deployments_page(
     driver.get(f"{stack.ui_url()}/dags/{deployment_dag_id(deployment_id)}/plugin/deployment")
     into_view(driver, "Deployment")
     wait(driver).until(EC.text_to_be_present_in_element((By.ID, "deployment-id"), deployment_id))
+    screenshot(driver, tmp_path / "dag-tab.png")
+    into_view(driver, "Deployment")
 
     # scale the workers from the page: one more
     group = Select(driver.find_element(By.ID, "scale-group"))
