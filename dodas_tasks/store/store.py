@@ -23,7 +23,14 @@ from dodas_tasks.settings import database_url
 from dodas_tasks.store import changes as field_changes
 from dodas_tasks.store.engine import make_engine
 from dodas_tasks.store.ids import AmbiguousDeploymentId, DeploymentIdError
-from dodas_tasks.store.listing import DeploymentFilter, DeploymentPage, matching_ids, page_of
+from dodas_tasks.store.listing import (
+    DeploymentFilter,
+    DeploymentPage,
+    DeploymentShape,
+    matching_ids,
+    page_of,
+    shapes_of,
+)
 from dodas_tasks.store.migrate import upgrade_to_head
 from dodas_tasks.store.models import Deployment, Event, Node, utcnow
 from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord
@@ -183,6 +190,11 @@ class Store:
         """One page of deployment summaries, filtered, sorted and paged in SQL (see listing.page_of)."""
         with self._session() as session:
             return page_of(session, where or DeploymentFilter(), sort, number, size)
+
+    def deployment_shapes(self, ids: Sequence[str]) -> dict[str, DeploymentShape]:
+        """Description and VMs per group of the given deployments (a listing page's), by id."""
+        with self._session() as session:
+            return shapes_of(session, ids)
 
     def resolve_id(self, reference: str, where: DeploymentFilter | None = None) -> str:
         """The full id of the one deployment (among ``where``'s, default all, deleted ones included) whose id starts
