@@ -30,13 +30,8 @@ from dodas_tasks.iam import (
     delegate,
     mark_token_failure,
 )
-from dodas_tasks.iam.cloud_credentials import (
-    AwsWebIdentity,
-    KeystoneSite,
-    aws_session,
-    keystone_oidc_auth,
-    keystone_session,
-)
+from dodas_tasks.clouds.ec2.web_identity import AwsWebIdentity, web_identity_session
+from dodas_tasks.clouds.openstack.connection import KeystoneSite, keystone_oidc_auth, keystone_session
 from dodas_tasks.iam.token_source import forget_cached_tokens
 from dodas_tasks.store import DeploymentStatus, Store
 from dodas_tasks.tosca.plan import Plan
@@ -286,7 +281,7 @@ def test_sts_web_identity_credentials_renew_before_expiry(
         session_name="dodas-frank",
         duration_s=900,
     )
-    session = aws_session(identity, TokenSource(store, deployment_id, iam))
+    session = web_identity_session(identity, TokenSource(store, deployment_id, iam))
     credentials = session.get_credentials()
     first = credentials.get_frozen_credentials()
     # 900 s credentials are inside botocore's 15-minute advisory window: the next use renews them

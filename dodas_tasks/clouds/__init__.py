@@ -9,13 +9,17 @@ from dodas_tasks.clouds.base import (
     CloudDriver,
     CloudError,
     Flavor,
+    OwnerIdentity,
+    OwnerRequired,
     QuotaExceeded,
     Server,
     ServerNotFound,
     ServerSpec,
+    SiteAuth,
     get_driver,
     known_clouds,
     register_driver,
+    site_auth,
 )
 
 __all__ = [
@@ -27,11 +31,15 @@ __all__ = [
     "CloudDriver",
     "CloudError",
     "Flavor",
+    "OwnerIdentity",
+    "OwnerRequired",
     "QuotaExceeded",
     "Server",
     "ServerNotFound",
     "ServerSpec",
+    "SiteAuth",
     "get_driver",
     "known_clouds",
     "register_driver",
+    "site_auth",
 ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
+from dodas_tasks.deploy.cloud_access import clouds_needing_an_owner
 from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.naming import short_id
 from dodas_tasks.store import AmbiguousDeploymentId, DeploymentNotFoundError, Store
@@ -88,6 +89,8 @@ def submit(
             ],
             source,
         )
+    if access_token is None:
+        _refuse_sites_acting_as_owners(clouds, source)
     options = dict(options or {})
     if options.get("on_partial", "backfill") not in ("backfill", "keep", "rollback"):
         raise DodasTemplateError(
@@ -135,6 +138,24 @@ def submit(
         user_group=user_group,
         callback=callback,
     )
+
+
+def _refuse_sites_acting_as_owners(clouds: list[str], source: str) -> None:
+    """A deployment nobody delegated has no owner to act as: refused where the site would need one."""
+    needing = clouds_needing_an_owner(clouds)
+    if needing:
+        raise DodasTemplateError(
+            [
+                TemplateProblem(
+                    "input",
+                    f"cloud {cloud!r} acts as each deployment's owner ({how}) and this submission delegates no "
+                    "owner identity",
+                    hint="submit with your IAM access token (or a delegation) so the cloud can act as you",
+                )
+                for cloud, how in needing.items()
+            ],
+            source,
+        )
 
 
 def stored_inputs(plan: Plan) -> tuple[dict[str, Any], list[str]]:
