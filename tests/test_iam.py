@@ -18,6 +18,8 @@ from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from oidc_provider.fixture import Provider, free_port, running_provider
 
+from dodas_tasks.clouds.ec2.web_identity import AwsWebIdentity, web_identity_session
+from dodas_tasks.clouds.openstack.connection import KeystoneSite, keystone_oidc_auth, keystone_session
 from dodas_tasks.iam import (
     DelegationRefused,
     IamClient,
@@ -30,8 +32,6 @@ from dodas_tasks.iam import (
     delegate,
     mark_token_failure,
 )
-from dodas_tasks.clouds.ec2.web_identity import AwsWebIdentity, web_identity_session
-from dodas_tasks.clouds.openstack.connection import KeystoneSite, keystone_oidc_auth, keystone_session
 from dodas_tasks.iam.token_source import forget_cached_tokens
 from dodas_tasks.store import DeploymentStatus, Store
 from dodas_tasks.tosca.plan import Plan

@@ -47,7 +47,7 @@ from dodas_tasks.clouds.openstack import connection, nova
 from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider, site_hook
 from dodas_tasks.clouds.openstack.errors import cloud_errors
 from dodas_tasks.clouds.openstack.rules import group_sg_name, ingress_rules, internal_sg_name
-from dodas_tasks.clouds.openstack.site_cache import site_cache
+from dodas_tasks.clouds.openstack.site_cache import SiteCache, site_cache
 from dodas_tasks.clouds.sizing import FlavorOption, choose_flavor, parse_image
 from dodas_tasks.naming import PREFIX, TAG_DEPLOYMENT, TAG_GROUP, TAG_PROJECT, deployment_in_name
 
@@ -96,7 +96,8 @@ class OpenStackCloud(CloudDriver):
         self._max_concurrency = max_concurrency
         acting_owner = owner if self.site_auth(self.conn_id).acts_as_owner else None  # service sites ignore it
         self._hook = site_hook(self.conn_id, token_provider, acting_owner)
-        self._cache = site_cache(self.conn_id)
+        self._per_project = acting_owner is not None
+        self._site_facts: SiteCache | None = None
         self._uncertain: set[str] = set()  # names whose create may have happened although it raised
         self._snapshot: tuple[float, dict[str, Any]] = (-SNAPSHOT_S, {})  # the last server list, by id
         self._snapshot_lock = threading.Lock()
@@ -112,6 +113,15 @@ class OpenStackCloud(CloudDriver):
     def conn(self) -> Any:
         with cloud_errors(f"connect to OpenStack ({self.conn_id})"):
             return self._hook.get_conn()
+
+    @property
+    def _cache(self) -> SiteCache:
+        """What the site told this process; per project where the site acts as the owners (networks, security
+        groups and key pairs are each owner's own)."""
+        if self._site_facts is None:
+            scope = f"{self.conn_id}@{self.conn.current_project_id}" if self._per_project else self.conn_id
+            self._site_facts = site_cache(scope)
+        return self._site_facts
 
     @property
     def max_concurrency(self) -> int:  # type: ignore[override]
