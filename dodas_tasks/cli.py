@@ -154,13 +154,13 @@ def submit(
     inputs = read_inputs(input, inputs_file) or {}
     conf: dict[str, Any] = {"inputs": inputs, "cloud": cloud}
     token = access_token(oidc_agent)
-    if token:
-        conf["access_token"] = token
     if path.is_file():
         conf["template_text"] = path.read_text()
     else:
         conf["template"] = template
     try:
+        if token:  # delegated at the api-server: the run's conf names the delegation, never the token
+            conf["delegation"] = demo.delegate(s, token)
         deployment_id = demo.submit(s, conf, typer.echo)
     except (StackError, AirflowApiError) as exc:
         _fail(str(exc))
