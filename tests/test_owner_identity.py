@@ -193,9 +193,10 @@ def test_leak_collector_acts_as_each_owner(
     iam: IamClient,
     openstack_owners: str,
     store: Store,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Resources in an owner's project are listed and removed as that owner; what no delegated owner can list is
-    reported as not collectable (the site names no service connection)."""
+    reported as not collectable, or listed with the site's service connection when it names one."""
     from datetime import timedelta
 
     from dodas_tasks.airflow.hooks.iam import owner_tokens_for
@@ -222,6 +223,19 @@ def test_leak_collector_acts_as_each_owner(
     assert [(c.user, c.project) for c in deletions] == [("carol", "carol")]
     assert len(report.not_collectable) == 1 and "dodas_service_conn_id" in report.not_collectable[0]
     assert len(servers_of(double.project("carol"), carol)) == 2  # the live deployment's servers stay
+
+    # a site that also names a service connection: what no owner can see is listed and removed with it
+    from dodas_tasks.clouds.openstack import OpenStackCloud
+
+    monkeypatch.setenv("AIRFLOW_CONN_OS_SERVICE", double.connection_json("password"))
+    site = double.connection("oidc", dodas_auth="owner", dodas_service_conn_id="os_service")
+    site["extra"].pop("project_id")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{OS_CONN.upper()}", json.dumps(site))
+    OpenStackCloud("os_service").import_key_pair(f"dodas-{ghost}", dep.ssh_public_key)  # in the site's own project
+    report = collect_leaks(store, clouds=["openstack"], grace=timedelta(0), log=lambda _m: None, tokens_for=tokens_for)
+    assert report.errors == [] and report.not_collectable == []
+    assert report.removed == [f"openstack key_pair dodas-{ghost} (deployment unknown to the store)"]
+    assert f"dodas-{ghost}" not in double.cloud.keypairs
     service.request_undeploy(store, carol)
     assert run(carol).state == "success", store.get_deployment(carol).status_reason
 
