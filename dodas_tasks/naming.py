@@ -134,6 +134,15 @@ def iam_client_name(deployment_id: str) -> str:
     return f"{PREFIX}{deployment_id}"
 
 
+ROLE_SESSION_NAME_MAX = 64  # AWS's limit for RoleSessionName
+
+
+def role_session_name(subject: str) -> str:
+    """dodas-<subject>: the AWS role session of an owner on a site that acts as the owners (CloudTrail shows who);
+    characters AWS refuses become '-', cut to 64."""
+    return (PREFIX + re.sub(r"[^\w+=,.@-]", "-", subject))[:ROLE_SESSION_NAME_MAX]
+
+
 # -- Airflow ----------------------------------------------------------------------------------------------------
 
 

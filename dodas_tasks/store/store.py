@@ -10,9 +10,10 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
@@ -32,8 +33,8 @@ from dodas_tasks.store.listing import (
     shapes_of,
 )
 from dodas_tasks.store.migrate import upgrade_to_head
-from dodas_tasks.store.models import Deployment, Event, Node, utcnow
-from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord
+from dodas_tasks.store.models import Deployment, Event, Node, PendingDelegation, utcnow
+from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord, PendingDelegationRecord
 from dodas_tasks.store.retry import retry_on_conflict
 from dodas_tasks.store.vocabulary import FINISHED_STATUSES, DeploymentStatus, NodeState, parse_status
 from dodas_tasks.tosca.plan import Plan
@@ -360,6 +361,44 @@ class Store:
             return [EventRecord.from_row(row) for row in reversed(session.scalars(query).all())]
 
     # -- internals ---------------------------------------------------------------------------------------------
+
+    # -- delegations made before their deployment ---------------------------------------------------------------
+
+    def add_pending_delegation(
+        self, digest: str, owner_issuer: str, owner_subject: str, owner_groups: Sequence[str], refresh_token: str,
+        expires_at: datetime,
+    ) -> None:  # fmt: skip
+        """Keep a delegation (its refresh token encrypted) until a submission takes it; expired ones are dropped."""
+        with self._session() as session, session.begin():
+            session.execute(delete(PendingDelegation).where(PendingDelegation.expires_at < utcnow()))
+            session.add(
+                PendingDelegation(
+                    digest=digest,
+                    owner_issuer=owner_issuer,
+                    owner_subject=owner_subject,
+                    owner_groups=list(owner_groups),
+                    refresh_token=crypto.encrypt(refresh_token),
+                    created_at=utcnow(),
+                    expires_at=expires_at,
+                )
+            )
+
+    def take_pending_delegation(self, digest: str) -> PendingDelegationRecord | None:
+        """The delegation filed under `digest`, removed as it is read (one submission takes it); None when unknown,
+        already taken or expired."""
+        with self._session() as session, session.begin():
+            row = session.get(PendingDelegation, digest, with_for_update=True)
+            if row is None:
+                return None
+            session.delete(row)
+            if row.expires_at < utcnow():
+                return None
+            return PendingDelegationRecord(
+                owner_issuer=row.owner_issuer,
+                owner_subject=row.owner_subject,
+                owner_groups=tuple(row.owner_groups),
+                refresh_token=crypto.decrypt(row.refresh_token),
+            )
 
     def _session(self) -> Session:
         if not self._migrated:

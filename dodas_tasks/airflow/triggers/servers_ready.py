@@ -33,11 +33,14 @@ class ServersReadyTrigger(BaseTrigger):
         )
 
     def _poll(self) -> dict[str, str]:
+        from dodas_tasks.airflow.hooks.iam import owner_access_tokens
         from dodas_tasks.deploy.provision import GroupProvisioner
         from dodas_tasks.store import Store
 
         with Store() as store:
-            return GroupProvisioner(store, self.deployment_id, self.group).poll(self.node_ids)
+            delegated = store.get_deployment(self.deployment_id).has_refresh_token
+            tokens = owner_access_tokens(store, self.deployment_id) if delegated else None  # sites acting as owner
+            return GroupProvisioner(store, self.deployment_id, self.group, tokens=tokens).poll(self.node_ids)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:

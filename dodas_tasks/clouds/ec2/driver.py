@@ -24,11 +24,14 @@ from dodas_tasks.clouds.base import (
     ERROR,
     CloudDriver,
     CloudError,
+    OwnerIdentity,
     Server,
     ServerSpec,
+    SiteAuth,
     SshGateway,
     gateway_from_extra,
 )
+from dodas_tasks.clouds.ec2 import client as clients
 from dodas_tasks.clouds.ec2 import resources
 from dodas_tasks.clouds.ec2.catalog import DEFAULT_IMAGE_OWNERS, instance_types, named_type, resolve_image
 from dodas_tasks.clouds.ec2.client import Ec2Connection, conn_id_from_env, connect
@@ -62,7 +65,8 @@ class EC2Driver(CloudDriver):
     """AWS EC2 (or any endpoint speaking its API, e.g. moto) through Airflow connection `aws_conn_id`.
 
     Settings not given here come from the connection extra: `dodas_default_image` (used when the template names
-    no image), `dodas_subnet_id` (else the region's default subnet), `dodas_image_owners`, `dodas_max_concurrency`.
+    no image), `dodas_subnet_id` (else the region's default subnet), `dodas_image_owners`, `dodas_max_concurrency`,
+    `dodas_auth` (`owner`: act as the deployment's `owner` through STS web identity, see client.py).
     """
 
     name = "ec2"
@@ -74,8 +78,10 @@ class EC2Driver(CloudDriver):
         default_image: str | None = None,
         subnet_id: str | None = None,
         termination_timeout_s: float = 600.0,
+        owner: OwnerIdentity | None = None,
     ) -> None:
         self.conn_id = aws_conn_id or conn_id_from_env()
+        self._owner = owner
         self._max_concurrency = max_concurrency
         self._default_image = default_image
         self._subnet_id = subnet_id
@@ -85,6 +91,11 @@ class EC2Driver(CloudDriver):
         self._group_locks: dict[str, threading.Lock] = {}
         self._groups: dict[str, str] = {}  # security group name -> id, ensured by this driver
         self._subnet: dict[str, str] | None = None
+
+    @classmethod
+    def site_auth(cls, aws_conn_id: str | None = None) -> SiteAuth:
+        """How the site authenticates (the connection's extra dodas_auth), without calling AWS."""
+        return clients.site_auth(aws_conn_id or conn_id_from_env())
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -102,7 +113,7 @@ class EC2Driver(CloudDriver):
     @property
     def conn(self) -> Ec2Connection:
         if self._conn is None:
-            self._conn = connect(self.conn_id)
+            self._conn = connect(self.conn_id, self._owner)
         return self._conn
 
     @property
