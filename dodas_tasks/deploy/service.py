@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
+from dodas_tasks.deploy.placement import place
 from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.naming import short_id
 from dodas_tasks.store import AmbiguousDeploymentId, DeploymentNotFoundError, Store
@@ -101,6 +102,7 @@ def submit(
             source,
         )
     plan = compile_template(template_text, inputs or {}, source=source)
+    clouds = place(plan, clouds, source)
     refresh_token = None
     if access_token is not None:
         if iam is None:
@@ -127,7 +129,7 @@ def submit(
         secret_inputs=secret_names,
         ssh_private_key=keys.private_openssh,
         ssh_public_key=keys.public_openssh,
-        cloud=cloud,
+        cloud=clouds[0],
         clouds=clouds,
         options=options,
         desired_counts={g.name: g.count for g in plan.groups},
