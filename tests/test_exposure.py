@@ -260,10 +260,12 @@ def run_dag(deployment_id: str) -> Any:
 
 
 def driver_from_outside(workdir: Path, master_ip: str, name: str, *conf: str) -> tuple[subprocess.Popen, Path]:
-    """SparkPi from the test process (not a node of the cluster), with only the given --conf settings."""
+    """SparkPi from the test process (not a node of the cluster), executors small enough for a worker, and the
+    given --conf settings only: no spark-defaults.conf."""
     env = {**spark_env(), "HOME": str(workdir), "PATH": "/usr/bin:/bin", "SPARK_LOCAL_IP": "127.0.0.1"}
     env.update(SPARK_CONF_DIR=str(workdir), SPARK_LOCAL_DIRS=str(workdir), TMPDIR=str(workdir))
-    confs = [x for c in ("spark.ui.enabled=false", "spark.driver.host=127.0.0.1", *conf) for x in ("--conf", c)]
+    settings = ("spark.ui.enabled=false", "spark.driver.host=127.0.0.1", "spark.executor.memory=512m", *conf)
+    confs = [x for c in settings for x in ("--conf", c)]
     pi = Path(env["SPARK_HOME"]) / "examples" / "src" / "main" / "python" / "pi.py"
     command = [str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", f"spark://{master_ip}:7077"]
     log = workdir / f"{name}.log"
