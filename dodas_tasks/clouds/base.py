@@ -116,9 +116,10 @@ class ServerSpec:
     public_key: str
     tags: dict[str, str]
     network: str = "PRIVATE"  # "PRIVATE" or "PUBLIC" (gets a public IP)
-    ports: list = field(default_factory=list)
+    ports: list = field(default_factory=list)  # TOSCA endpoint ports published (besides SSH) to their remote_cidr
     volumes: list = field(default_factory=list)  # BlockStorage: dicts of plan.Volume fields, attached at create
     user_data: str | None = None
+    availability_zone: str | None = None  # the cloud's zone to create it in; None lets the cloud choose
 
 
 @dataclass(frozen=True)

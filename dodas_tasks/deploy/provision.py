@@ -217,6 +217,7 @@ class GroupProvisioner:
             network=self.group.network,
             ports=[p.__dict__ for p in self.group.ports],
             volumes=[v.__dict__ for v in self.group.volumes],
+            availability_zone=self.group.availability_zone,
         )
         try:
             server = cloud_call(self.driver.create_server)(spec)

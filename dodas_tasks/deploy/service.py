@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
 from dodas_tasks.deploy.cloud_access import clouds_needing_an_owner
+from dodas_tasks.deploy.placement import place
 from dodas_tasks.deploy.ssh_access import check_jump_group
 from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.naming import short_id
@@ -112,6 +113,7 @@ def submit(
     jump_problems = check_jump_group(options, [g.name for g in plan.groups])
     if jump_problems:
         raise DodasTemplateError([TemplateProblem("input", p) for p in jump_problems], source)
+    clouds = place(plan, clouds, source)
     refresh_token = None
     if access_token is not None:
         if iam is None:
@@ -144,7 +146,7 @@ def submit(
         secret_inputs=secret_names,
         ssh_private_key=keys.private_openssh,
         ssh_public_key=keys.public_openssh,
-        cloud=cloud,
+        cloud=clouds[0],
         clouds=clouds,
         options=options,
         desired_counts={g.name: g.count for g in plan.groups},

@@ -209,6 +209,8 @@ class OpenStackCloud(CloudDriver):
     # -- security groups -----------------------------------------------------------------------------------------
 
     def _security_groups(self, deployment_id: str, group: str, rules: list[dict[str, Any]]) -> list[str]:
+        """The deployment's group (every VM of the deployment reaches every other) and the compute group's (SSH and
+        the template's published ports, each to its remote_cidr)."""
         internal = self._cache.get(
             f"sg:{internal_sg_name(deployment_id)}", lambda: self._ensure_internal_sg(deployment_id)
         )
@@ -219,8 +221,12 @@ class OpenStackCloud(CloudDriver):
     def _ensure_internal_sg(self, deployment_id: str) -> str:
         name = internal_sg_name(deployment_id)
         sg_id, created = self._find_or_create_sg(name, f"{TAG_DEPLOYMENT}={deployment_id}")
-        if created:
-            self._add_rules(sg_id, [{"direction": "ingress", "ethertype": "IPv4", "remote_group_id": sg_id}])
+        if not created:  # a crash may have come between the group and its rule
+            with cloud_errors(f"read rules of {name}"):
+                existing = list(self.conn.network.security_group_rules(security_group_id=sg_id))
+            if any(r.remote_group_id == sg_id and r.direction == "ingress" for r in existing):
+                return sg_id
+        self._add_rules(sg_id, [{"direction": "ingress", "ethertype": "IPv4", "remote_group_id": sg_id}])
         return sg_id
 
     def _ensure_sg(self, name: str, deployment_id: str, group: str, rules: list[dict[str, Any]]) -> str:
@@ -279,6 +285,8 @@ class OpenStackCloud(CloudDriver):
         }
         if mappings:
             attrs["block_device_mapping_v2"] = mappings
+        if spec.availability_zone:
+            attrs["availability_zone"] = spec.availability_zone
         if spec.user_data:
             attrs["user_data"] = base64.b64encode(spec.user_data.encode()).decode()
         port_id = None
