@@ -84,6 +84,7 @@ def submit_dag() -> DAG:
             # refused when they are created (const: hidden in the form), before anything stores it.
             "access_token": Param(
                 None,
+                type=["null", "string"],  # admits null: the form requires nothing (the field is hidden: const)
                 const=None,
                 title="IAM access token (not accepted)",
                 description="Not accepted in a run's conf: delegate it at POST /dodas/orchestrator/delegations "
