@@ -4,8 +4,8 @@ Airflow on a PostgreSQL database of this test's own, CeleryExecutor over a redis
 workers on host names of their own (airflow-worker-1/-2, as the compose file names them), the DODAS store on
 PostgreSQL created and migrated by the compose file's airflow-init. On it the demo template (Spark standalone on
 the local cloud) deploys with tasks on both workers, scales out, heals a killed worker VM and undeploys to nothing.
-The mapping of container-only values is compose.Placement's; the test's own settings are the `.env` lines below
-(small pools for a 2-core machine, its databases) and SPEED.
+The mapping of container-only values is compose.Placement's; the test's own settings are the `.env` lines of
+_service_fixtures (small pools for a 2-core machine, its databases) and SPEED.
 """
 
 from __future__ import annotations
@@ -14,25 +14,19 @@ import ipaddress
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import sqlalchemy as sa
+from _service_fixtures import celery_service
 
 from dodas_tasks import demo
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.devstack import processes
-from dodas_tasks.devstack.compose import Placement, compose_stack
-from dodas_tasks.devstack.local_airflow import AirflowStack, Component
+from dodas_tasks.devstack.local_airflow import AirflowStack
 from dodas_tasks.frameworks.cluster_view import cluster_of
 from dodas_tasks.frameworks.spark import SparkStandalone
 from dodas_tasks.naming import deployment_dag_id
@@ -40,19 +34,11 @@ from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 WORKERS = "spark-worker-server"
 DEADLINE_S = 420.0
 # The test's own overrides of the compose file's settings: a VM found dead is replaced within seconds (default
 # interval 30 s).
 SPEED = {"DODAS_HEALING_INTERVAL_S": "5"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def poll(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
@@ -66,68 +52,14 @@ def poll(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S
         time.sleep(1.0)
 
 
-def postgres(statement: str) -> None:
-    server = sa.create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with server.connect() as connection:
-            connection.execute(sa.text(statement))
-    finally:
-        server.dispose()
-
-
-def write_env_file(path: Path, airflow_db: str, dodas_db: str) -> None:
-    """`dodas service env > .env`, as the README says, then this test's settings (later lines win)."""
-    made = subprocess.run(
-        [sys.executable, "-m", "dodas_tasks.cli", "service", "env"], capture_output=True, text=True, timeout=120
-    )
-    assert made.returncode == 0, made.stderr
-    own = {
-        "POSTGRES_USER": "postgres",  # the machine's server: role postgres, trust (the password is not checked)
-        "POSTGRES_DB": airflow_db,
-        "DODAS_DB": dodas_db,
-        "AIRFLOW_PARALLELISM": "4",
-        "AIRFLOW_WORKER_CONCURRENCY": "2",
-        "AIRFLOW_API_WORKERS": "1",
-        "AIRFLOW_UID": str(os.getuid()),
-    }
-    path.write_text(made.stdout + "".join(f"{key}={value}\n" for key, value in own.items()))
-    path.chmod(0o600)
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    root = tmp_path_factory.mktemp("celery-stack")
-    suffix = uuid.uuid4().hex[:10]
-    airflow_db, dodas_db = f"dodas_test_airflow_{suffix}", f"dodas_test_store_{suffix}"
-    env_file = root / ".env"
-    write_env_file(env_file, airflow_db, dodas_db)
-    redis_port = free_port()
-    redis = Component(  # stands in for the compose `redis` service: a redis-server of this test's own
-        "redis",
-        ("/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"),
-        tcp_port=redis_port,
-    )
-    placement = Placement(
-        addresses={"postgres:5432": "127.0.0.1:5432", "redis:6379": f"127.0.0.1:{redis_port}"},
-        paths={"/opt/airflow": root / "home", "/opt/dodas-airflow": REPO},
-        env_file=env_file,
-    )
-    stack = compose_stack(root / "home", placement, port=free_port(), extra_components=(redis,), extra_env=SPEED)
-    postgres(f'CREATE DATABASE "{airflow_db}"')  # the compose postgres service's POSTGRES_DB; the store's is init's
-    try:
-        started = time.monotonic()
-        stack.start(timeout=400)
+    started = time.monotonic()
+    with celery_service(tmp_path_factory.mktemp("celery-stack"), extra_env=SPEED) as stack:
         print(
-            f"\n[measure] compose stack (init, 4 Airflow services, 2 Celery workers) healthy in "
-            f"{time.monotonic() - started:.0f} s"
+            f"\n[measure] compose stack (init, Airflow, 2 Celery workers) healthy in {time.monotonic() - started:.0f} s"
         )
         yield stack
-    finally:
-        try:
-            stack.stop()
-        finally:
-            for database in (airflow_db, dodas_db):
-                postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 @pytest.fixture
