@@ -6,8 +6,9 @@ Celery stack ÷ the same on the local stack (target ≤ 1), and `figure deployme
 The template is light: 2 VMs on the local cloud with a 1 s boot (DODAS_LOCAL_BOOT_DELAY), no framework, so the run is
 Airflow's work (parse, schedule, execute, defer to the triggerer, resume) and the store's; every framework that
 configures VMs over SSH here starts Spark or the Mesos doubles, which would measure those instead.
-Both stacks have 4 task slots (parallelism 4; Celery: 2 workers × concurrency 2) and their own store and cloud; each
-stack is stopped and its VMs deleted before the next starts. Run: .venv/bin/python bench/throughput.py [N]
+Both stacks have 4 task slots (parallelism 4; Celery: 2 workers × concurrency 2), the same scheduler and parsing
+timing (the dev stack's QUICK_PICKUP), and their own store and cloud; each stack is stopped and its VMs deleted
+before the next starts. Run: .venv/bin/python bench/throughput.py [N]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from _service_fixtures import celery_service, free_port  # noqa: E402
 
-from dodas_tasks.devstack.local_airflow import AirflowStack  # noqa: E402
+from dodas_tasks.devstack.local_airflow import QUICK_PICKUP, AirflowStack  # noqa: E402
 
 BOOT = {"DODAS_LOCAL_BOOT_DELAY": "1"}
 TEMPLATE = """
@@ -103,7 +104,9 @@ def wait_all(statuses: Callable[[], list[str]], wanted: str) -> str:
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     local = measure("LocalExecutor + SQLite", local_stack(TMP / "local"), count)
-    celery = measure("CeleryExecutor + PostgreSQL, 2 workers", celery_service(TMP / "celery", extra_env=BOOT), count)
+    same_timing = {**BOOT, **QUICK_PICKUP}  # the dev stack's scheduler and parsing timing, so executors are compared
+    celery_stack = celery_service(TMP / "celery", extra_env=same_timing)
+    celery = measure("CeleryExecutor + PostgreSQL, 2 workers", celery_stack, count)
     print(f"figure celery_over_local_{count} = {celery / local:.2f}")
     print(f"figure deployments_per_minute_celery = {count / celery * 60:.1f}")
     print(f"figure deployments_per_minute_local = {count / local * 60:.1f}")

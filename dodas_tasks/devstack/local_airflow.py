@@ -47,6 +47,31 @@ DEFAULT_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_FIELD = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
+# The dev stack's timing: new DAGs and finished tasks picked up within seconds (Airflow's defaults are for
+# big installations). bench/throughput.py gives them to both stacks it compares.
+QUICK_PICKUP = {
+    # Bundle re-listing (new .py files) every 5 s instead of 300 s; listing a local folder is cheap.
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    # Re-parse each known file every 5 s instead of 30 s: a new row read by a generator file
+    # became a DAG in 5.3-7.0 s (31-33 s with the default). Cost, measured with a 100-row
+    # generator: one parse ≈ 0.3 s, idle stack CPU ≈ 30 % of a core vs ≈ 10 % with the defaults.
+    # Raise it through extra_env for big stores; PUT parseDagFile (wait_for_dag(reparse_via=))
+    # makes a new row visible in 1-3 s whatever this is.
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+    # Check every second whether a bundle is due for refresh (default 5 s) — halves the worst case
+    # for new files at negligible cost.
+    "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
+    # A changed DAG's serialized form may be rewritten at most every 5 s (default 30 s), so an
+    # edited generated DAG (new tasks after scale-out) shows up quickly.
+    "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
+    # Stats are printed into the dag-processor log every 30 s by default; not useful here.
+    "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
+    # Scheduler loop sleeps 0.5 s when idle (default 1 s): faster pickup of triggered runs and of
+    # finished tasks, at a small idle CPU cost.
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+}
+
+
 @dataclass(frozen=True)
 class Component:
     """One long-running process of a stack. `command[0] == "airflow"` runs this environment's Airflow CLI; how
@@ -209,25 +234,7 @@ class AirflowStack:
             ),
             USERS_VARIABLE: f"{ADMIN_USER}:admin",
             PASSWORDS_FILE_VARIABLE: str(self.passwords_file),
-            # Bundle re-listing (new .py files) every 5 s instead of 300 s; listing a local folder is cheap.
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            # Re-parse each known file every 5 s instead of 30 s: a new row read by a generator file
-            # became a DAG in 5.3-7.0 s (31-33 s with the default). Cost, measured with a 100-row
-            # generator: one parse ≈ 0.3 s, idle stack CPU ≈ 30 % of a core vs ≈ 10 % with the defaults.
-            # Raise it through extra_env for big stores; PUT parseDagFile (wait_for_dag(reparse_via=))
-            # makes a new row visible in 1-3 s whatever this is.
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
-            # Check every second whether a bundle is due for refresh (default 5 s) — halves the worst case
-            # for new files at negligible cost.
-            "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
-            # A changed DAG's serialized form may be rewritten at most every 5 s (default 30 s), so an
-            # edited generated DAG (new tasks after scale-out) shows up quickly.
-            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
-            # Stats are printed into the dag-processor log every 30 s by default; not useful here.
-            "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
-            # Scheduler loop sleeps 0.5 s when idle (default 1 s): faster pickup of triggered runs and of
-            # finished tasks, at a small idle CPU cost.
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            **QUICK_PICKUP,
             # No health-check web server (it would bind 0.0.0.0:8974); we use /api/v2/monitor/health.
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             # The REST API as seen from tasks: dodas_submit re-parses the DAG file through it at once.
