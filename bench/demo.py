@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/demo.py
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def direct() -> float:
     nodes = [Node(s.name, s.private_ip, cpus=1, memory_mb=1024) for s in servers]
     ports = {s.private_ip: s.ssh_port for s in servers}
     cluster = Cluster({"master": (nodes[0],), "worker": tuple(nodes[1:])})
-    spark = SparkStandalone()
+    spark = SparkStandalone(auth_secret=secrets.token_urlsafe(32))  # as a deployment's own secret
 
     def run(node: Node, script) -> ScriptResult:
         r = run_script(

@@ -58,6 +58,25 @@ def submit(s: AirflowStack, conf: dict[str, Any], echo: Echo) -> str:
     return str(info["deployment_id"])
 
 
+def delegate(s: AirflowStack, access_token: str) -> str:
+    """Delegate the user's IAM access token at the api-server (POST /dodas/orchestrator/delegations); returns the
+    one-time handle a submission names instead of the token, which so never enters a DAG run's conf."""
+    import httpx
+
+    from dodas_tasks.deploy.orchestrator_view import API_PREFIX
+
+    reply = httpx.post(
+        f"{s.rest.base_url}{API_PREFIX}/delegations",
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=60,
+    )
+    if reply.status_code != 201:
+        json_body = reply.headers.get("content-type", "").startswith("application/json")
+        detail = reply.json().get("message", "") if json_body else reply.text[:200]
+        raise StackError(f"the IAM token was not delegated ({reply.status_code}): {detail}")
+    return str(reply.json()["delegation"])
+
+
 def request(s: AirflowStack, dag_id: str, conf: dict[str, Any], timeout: float = 120) -> str:
     """Run one of the request DAGs and return its run id once it succeeded; when it failed, StackError with the
     reason the run's note gives (the request tasks write it there)."""

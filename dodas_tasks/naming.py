@@ -30,6 +30,7 @@ SHORT_ID_LENGTH = 8
 GROUP_IN_SERVER_NAME_MAX = 40  # keeps a server name one valid host-name label (≤ 63 characters)
 _DEPLOYMENT_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _DEPLOYMENT_IN_NAME = re.compile(rf"^{PREFIX}(?P<deployment>{_DEPLOYMENT_ID})(?:-|$)")
+_DAG_OF_DEPLOYMENT = re.compile(rf"^dodas_(?:deployment|elastic)_(?P<short_id>[0-9a-f]{{{SHORT_ID_LENGTH}}})$")
 _SERVER_NAME = re.compile(rf"^{PREFIX}(?P<short_id>[^-]{{1,{SHORT_ID_LENGTH}}})-(?P<group>[a-z0-9-]+)-(?P<index>\d+)$")
 
 
@@ -133,6 +134,15 @@ def iam_client_name(deployment_id: str) -> str:
     return f"{PREFIX}{deployment_id}"
 
 
+ROLE_SESSION_NAME_MAX = 64  # AWS's limit for RoleSessionName
+
+
+def role_session_name(subject: str) -> str:
+    """dodas-<subject>: the AWS role session of an owner on a site that acts as the owners (CloudTrail shows who);
+    characters AWS refuses become '-', cut to 64."""
+    return (PREFIX + re.sub(r"[^\w+=,.@-]", "-", subject))[:ROLE_SESSION_NAME_MAX]
+
+
 # -- Airflow ----------------------------------------------------------------------------------------------------
 
 
@@ -144,3 +154,9 @@ def deployment_dag_id(deployment_id: str) -> str:
 def elastic_dag_id(deployment_id: str) -> str:
     """The Airflow DAG that watches one elastic deployment's load and scales it."""
     return f"dodas_elastic_{short_id(deployment_id)}"
+
+
+def short_id_of_dag(dag_id: str) -> str | None:
+    """The short id of the deployment a deployment or elastic DAG belongs to; None for any other DAG."""
+    found = _DAG_OF_DEPLOYMENT.match(dag_id)
+    return found["short_id"] if found else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -87,14 +88,34 @@ class Fault:
     times: int = 1
 
 
+@dataclass(frozen=True)
+class SignedCall:
+    """A call as AWS would attribute it: its Action and the access key id that signed it (None: unsigned)."""
+
+    action: str
+    access_key: str | None
+
+
+@dataclass(frozen=True)
+class RoleSession:
+    """What one AssumeRoleWithWebIdentity asked for and got: the session, the web identity token, the key id."""
+
+    session_name: str
+    web_identity_token: str = field(repr=False)
+    access_key: str
+
+
 class AwsProxy:
-    """A threaded HTTP proxy to an EC2 endpoint: delays chosen actions, injects EC2 errors, counts calls by Action."""
+    """A threaded HTTP proxy to an EC2 endpoint: delays chosen actions, injects EC2 errors, counts calls by Action,
+    records who signed each call and the role sessions STS handed out (AssumeRoleWithWebIdentity through it)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = httpx.Client(base_url=upstream, timeout=120, trust_env=False)
         self.latency: dict[str, float] = {}
         self.faults: list[Fault] = []
         self.calls: Counter[str] = Counter()
+        self.signed: list[SignedCall] = []
+        self.role_sessions: dict[str, RoleSession] = {}  # by the access key id STS returned
         self._lock = threading.Lock()
         proxy = self
 
@@ -129,14 +150,18 @@ class AwsProxy:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.signed.clear()
             self.faults.clear()
             self.latency.clear()
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
-        action = (parse_qs(body.decode(errors="replace")).get("Action") or ["?"])[0]
+        form = parse_qs(body.decode(errors="replace"))
+        action = (form.get("Action") or ["?"])[0]
+        signer = re.search(r"Credential=([^/]+)/", request.headers.get("Authorization") or "")
         with self._lock:
             self.calls[action] += 1
+            self.signed.append(SignedCall(action, signer.group(1) if signer else None))
             fault = next((f for f in self.faults if f.action == action and f.times > 0), None)
             if fault:
                 fault.times -= 1
@@ -150,6 +175,11 @@ class AwsProxy:
             return
         time.sleep(self.latency.get(action, 0.0))
         status, headers, payload = self._forward(request.command, request.path, dict(request.headers), body)
+        issued = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", payload)
+        if action == "AssumeRoleWithWebIdentity" and issued:
+            session = RoleSession(form["RoleSessionName"][0], form["WebIdentityToken"][0], issued.group(1).decode())
+            with self._lock:
+                self.role_sessions[session.access_key] = session
         self._reply(request, status, headers, payload)
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,48 @@ def test_help_names_the_commands_that_read_a_deployment() -> None:
     assert result.returncode == 0
     for command in ("template", "resources"):
         assert command in result.stdout
+
+
+def test_db_migrate_creates_the_store_database_on_postgresql_once() -> None:
+    import uuid
+
+    import sqlalchemy as sa
+
+    server = "postgresql+psycopg://postgres@127.0.0.1:5432"
+    name = f"dodas_test_cli_{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "DODAS_DATABASE_URL": f"{server}/{name}"}
+    try:
+        first = subprocess.run([sys.executable, "-m", "dodas_tasks.cli", "db", "migrate"], **_run(env))
+        again = subprocess.run([sys.executable, "-m", "dodas_tasks.cli", "db", "migrate"], **_run(env))
+    finally:
+        admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    assert first.returncode == 0, first.stderr
+    assert f"/{name} (database created): at revision " in first.stdout
+    assert again.returncode == 0 and "(database created)" not in again.stdout and "at revision" in again.stdout
+
+
+def test_db_migrate_refuses_an_unreachable_database_in_one_line() -> None:
+    env = {**os.environ, "DODAS_DATABASE_URL": "postgresql+psycopg://nobody:secret-pw@127.0.0.1:1/x"}
+    result = subprocess.run([sys.executable, "-m", "dodas_tasks.cli", "db", "migrate"], **_run(env))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot migrate the DODAS store" in result.stderr and "secret-pw" not in result.stderr
+
+
+def test_service_create_admin_writes_the_password_file(tmp_path: Path) -> None:
+    path = tmp_path / "auth" / "passwords.json"
+    env = {
+        **os.environ,
+        "_AIRFLOW_WWW_USER_PASSWORD": "pw-from-env",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(path),
+    }
+    result = subprocess.run([sys.executable, "-m", "dodas_tasks.cli", "service", "create-admin"], **_run(env))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(path.read_text()) == {"admin": "pw-from-env"} and path.stat().st_mode & 0o777 == 0o600
+    assert "pw-from-env" not in result.stdout
+
+
+def _run(env: dict[str, str]) -> dict:
+    return {"capture_output": True, "text": True, "cwd": REPO, "timeout": 120, "env": env}

@@ -24,6 +24,7 @@ from dodas_tasks.clouds import (
     get_driver,
 )
 from dodas_tasks.clouds.ec2 import EC2Driver
+from dodas_tasks.clouds.ec2.rules import deployment_group_name
 from dodas_tasks.configure import generate_keypair
 from dodas_tasks.naming import (
     TAG_DEPLOYMENT,
@@ -121,7 +122,7 @@ def test_lifecycle_with_tags_volumes_and_nothing_left(driver: EC2Driver) -> None
     assert {d: v["Size"] for d, v in disks.items()} == {"/dev/sda1": 40, "/dev/sdf": 10, "/dev/sdg": 3}
     assert {t["Key"]: t["Value"] for t in disks["/dev/sdf"]["Tags"]}[TAG_DEPLOYMENT] == dep
     kinds = sorted(kind for kind, _ in leftovers(driver, dep))
-    assert kinds == ["instance"] * 2 + ["key_pair", "security_group"] + ["volume"] * 6
+    assert kinds == ["instance"] * 2 + ["key_pair"] + ["security_group"] * 2 + ["volume"] * 6  # ports, deployment
 
     for server in made:
         driver.delete_server(server.id)
@@ -174,7 +175,8 @@ def test_security_group_from_ports_and_public_ip(driver: EC2Driver) -> None:
     a = driver.create_server(spec(dep, 0, network="PUBLIC", ports=ports))
     b = driver.create_server(spec(dep, 1, network="PUBLIC", ports=list(reversed(ports))))
     assert a.public_ip and b.public_ip
-    groups = {g["GroupId"] for s in (a, b) for g in instance(driver, s.id)["NetworkInterfaces"][0]["Groups"]}
+    nics = [instance(driver, s.id)["NetworkInterfaces"][0] for s in (a, b)]
+    groups = {g["GroupId"] for nic in nics for g in nic["Groups"] if g["GroupName"] != deployment_group_name(dep)}
     assert len(groups) == 1, "one security group per deployment, group and port set"
     (group,) = driver.client.describe_security_groups(GroupIds=list(groups))["SecurityGroups"]
     rules = {

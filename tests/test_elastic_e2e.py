@@ -21,6 +21,7 @@ import pytest
 
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy import service
+from dodas_tasks.deploy.framework_secrets import framework_secret
 from dodas_tasks.devstack.local_airflow import AirflowStack
 from dodas_tasks.frameworks.cluster_view import cluster_of
 from dodas_tasks.frameworks.spark import SparkStandalone, read_master_state
@@ -99,7 +100,10 @@ def set_healing_paused(stack: AirflowStack, paused: bool) -> None:
     stack.rest.api("PATCH", "/api/v2/dags/dodas_healing", json={"is_paused": paused})
 
 
-def submit_app(master_ip: str, workdir: Path, name: str, cores: int, seconds: float, parts: int) -> subprocess.Popen:
+def submit_app(
+    master_ip: str, workdir: Path, name: str, cores: int, seconds: float, parts: int, secret: str
+) -> subprocess.Popen:
+    """A user's driver, outside the cluster: it authenticates with the deployment's Spark secret."""
     script = workdir / "app.py"
     script.write_text(APP)
     scratch = workdir / f"{name}-scratch"  # a driver killed at the end leaves its temp dirs here, not in /tmp
@@ -110,6 +114,7 @@ def submit_app(master_ip: str, workdir: Path, name: str, cores: int, seconds: fl
         str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"),
         *("--master", f"spark://{master_ip}:7077", "--executor-memory", "512m"),
         *("--conf", f"spark.cores.max={cores}", "--conf", "spark.ui.enabled=false"),
+        *("--conf", "spark.authenticate=true", "--conf", f"spark.authenticate.secret={secret}"),
         *("--conf", "spark.driver.host=127.0.0.1", str(script), str(seconds), str(parts), name),
     ]
     log = (workdir / f"{name}.log").open("wb")
@@ -147,15 +152,16 @@ def test_grows_for_an_app_then_shrinks_to_min_keeping_the_busy_worker(stack: Air
         poll(lambda: status_is(store, deployment_id, DeploymentStatus.CREATE_COMPLETE), "the cluster")
         master_ip = store.list_nodes(deployment_id, group="spark-master-server")[0].private_ip
         assert master_ip
+        secret = framework_secret(store.get_deployment(deployment_id), "spark-standalone")
 
         # A wants 3 cores, the cluster has 1 (one 1-core worker): +2 workers, not one at a time.
-        drivers.append(submit_app(master_ip, tmp_path, "wide", cores=3, seconds=8, parts=6))
+        drivers.append(submit_app(master_ip, tmp_path, "wide", cores=3, seconds=8, parts=6, secret=secret))
         poll(lambda: store.get_deployment(deployment_id).desired_counts[WORKERS] == 3, "the scale-out")
         scale_outs = [m for m in events(store, deployment_id, "scale") if "elasticity" in m]
         assert len(scale_outs) == 1 and "desired 3" in scale_outs[0] and "2 core(s) wanted" in scale_outs[0]
         poll(lambda: started_by_trigger(stack, deployment_id), "the deployment run started by the elasticity trigger")
         # B wants 1 core while A holds all: it waits (max_workers reached: no scale-out) and runs after A.
-        drivers.append(submit_app(master_ip, tmp_path, "narrow", cores=1, seconds=30, parts=1))
+        drivers.append(submit_app(master_ip, tmp_path, "narrow", cores=1, seconds=30, parts=1, secret=secret))
         assert poll(lambda: drivers[0].poll() is not None, "app A to finish") is not None
         assert drivers[0].returncode == 0, (tmp_path / "wide.log").read_text()[-2000:]
         by_ip = {n.private_ip: n for n in store.list_nodes(deployment_id, group=WORKERS)}

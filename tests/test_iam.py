@@ -18,6 +18,8 @@ from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from oidc_provider.fixture import Provider, free_port, running_provider
 
+from dodas_tasks.clouds.ec2.web_identity import AwsWebIdentity, web_identity_session
+from dodas_tasks.clouds.openstack.connection import KeystoneSite, keystone_oidc_auth, keystone_session
 from dodas_tasks.iam import (
     DelegationRefused,
     IamClient,
@@ -29,13 +31,6 @@ from dodas_tasks.iam import (
     TokenSource,
     delegate,
     mark_token_failure,
-)
-from dodas_tasks.iam.cloud_credentials import (
-    AwsWebIdentity,
-    KeystoneSite,
-    aws_session,
-    keystone_oidc_auth,
-    keystone_session,
 )
 from dodas_tasks.iam.token_source import forget_cached_tokens
 from dodas_tasks.store import DeploymentStatus, Store
@@ -286,7 +281,7 @@ def test_sts_web_identity_credentials_renew_before_expiry(
         session_name="dodas-frank",
         duration_s=900,
     )
-    session = aws_session(identity, TokenSource(store, deployment_id, iam))
+    session = web_identity_session(identity, TokenSource(store, deployment_id, iam))
     credentials = session.get_credentials()
     first = credentials.get_frozen_credentials()
     # 900 s credentials are inside botocore's 15-minute advisory window: the next use renews them
@@ -385,8 +380,14 @@ def _payload(token: str) -> str:
 def test_submission_with_a_token_is_delegated_to_its_subject(
     provider: Provider, iam: IamClient, store: Store, airflow_db: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """dodas_submit with the user's access token: owner = token subject, refresh token kept encrypted, no leak."""
+    """The user's access token is delegated at the API's door (POST /delegations) and dodas_submit names the
+    one-time delegation: owner = token subject, refresh token kept encrypted, and no Airflow table, log or output
+    ever holds the access token. A run whose conf carries an access token is refused before it is stored."""
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import ParamValidationError
+    from fastapi.testclient import TestClient
+
+    from dodas_tasks.api.app import create_app
 
     token = provider.login("judy", aud=AUDIENCE, ttl=900)  # outlives a slow DagBag parse
     template = (REPO / "templates" / "spark_local.yaml").read_text()
@@ -397,11 +398,20 @@ def test_submission_with_a_token_is_delegated_to_its_subject(
         "password": provider.client_secret,
         "extra": {"audience": AUDIENCE, "group_claim": "wlcg.groups"},
     }
+    with TestClient(create_app(store=store, iam=lambda: iam)) as api:
+        answer = api.post("/delegations", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 201, answer.text
+        refused = api.post("/delegations", headers={"Authorization": f"Bearer {token[:-4]}AAAA"})
+        assert refused.status_code == 401 and token not in refused.text
+    handle = answer.json()["delegation"]
+    assert answer.json()["createdBy"] == f"judy@{provider.issuer}"
     os.environ["AIRFLOW_CONN_DODAS_IAM"] = json.dumps(conn)
     try:
         dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag("dodas_submit")
-        run = dag.test(run_conf={"template_text": template, "access_token": token, "inputs": {}})
-        bad = dag.test(run_conf={"template_text": template, "access_token": token[:-4] + "AAAA", "inputs": {}})
+        run = dag.test(run_conf={"template_text": template, "delegation": handle, "inputs": {}})
+        bad = dag.test(run_conf={"template_text": template, "delegation": handle, "inputs": {}})  # used already
+        with pytest.raises(ParamValidationError, match="access_token"):
+            dag.test(run_conf={"template_text": template, "access_token": token, "inputs": {}})
     finally:
         os.environ.pop("AIRFLOW_CONN_DODAS_IAM")
     assert run.state == "success" and bad.state == "failed"
@@ -413,6 +423,14 @@ def test_submission_with_a_token_is_delegated_to_its_subject(
     captured = capfd.readouterr()
     assert token not in captured.out + captured.err and refresh not in captured.out + captured.err
     assert all(token not in e.message for e in store.list_events(dep.id))
+    # the database dump: every table of Airflow (run conf, XCom, rendered fields, task instances, audit log,
+    # serialized DAGs), the task logs and the store
+    logs = "".join(p.read_text(errors="replace") for p in Path(os.environ["AIRFLOW_HOME"], "logs").rglob("*.log"))
+    with sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db") as raw:
+        airflow_rows = "\n".join(raw.iterdump())
+    assert "dag_run" in airflow_rows and handle in airflow_rows  # the dump does hold the runs (and the used handle)
+    places = {"airflow db": airflow_rows, "task logs": logs, "store": store_dump(store)}
+    assert [where for where, text in places.items() if token in text or refresh in text] == []
     store.update_deployment(dep.id, status=DeploymentStatus.DELETE_COMPLETE)  # nothing was provisioned
 
 

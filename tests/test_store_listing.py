@@ -104,3 +104,22 @@ def test_ids_by_prefix(store: Store) -> None:
     for bad, reason in [("96ef7b", "too short"), ("not-an-id!", "not a deployment id"), ("", "not a deployment id")]:
         with pytest.raises(MalformedDeploymentId, match=reason):
             store.resolve_id(bad)
+
+
+def test_status_filter_and_shapes_for_the_deployments_page(store: Store) -> None:
+    done = new(store, "alice", "eeeeeeee-0000-4000-8000-000000000005")
+    busy = new(store, "alice", "ffffffff-0000-4000-8000-000000000006")
+    store.set_status(done, DeploymentStatus.CREATE_COMPLETE)
+    store.update_deployment(done, plan=Plan(description="two workers"), desired_counts={"worker": 2, "front": 1})
+    store.upsert_node(done, "worker", 0, state="STARTED")
+    store.upsert_node(done, "worker", 1, state="DELETED")
+
+    complete = store.page_deployments(DeploymentFilter(statuses=frozenset({DeploymentStatus.CREATE_COMPLETE})))
+    assert [d.id for d in complete.items] == [done]
+    shapes = store.deployment_shapes([done, busy])
+    assert (shapes[done].description, shapes[done].vms, shapes[done].desired) == (
+        "two workers",
+        {"worker": 1},  # the deleted VM is not counted
+        {"worker": 2, "front": 1},
+    )
+    assert (shapes[busy].description, shapes[busy].vms) == ("", {})

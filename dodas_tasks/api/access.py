@@ -21,8 +21,9 @@ from dodas_tasks.store.ids import id_prefix
 FULL_ID_DIGITS = 32
 
 
-def deployment_for(store: Store, caller: Caller, reference: str) -> DeploymentRecord:
-    """The deployment `reference` names (a full id or an 8+ character prefix), if the caller may act on it."""
+def deployment_for(store: Store, caller: Caller, reference: str, deleted_ok: bool = False) -> DeploymentRecord:
+    """The deployment `reference` names (a full id or an 8+ character prefix), if the caller may act on it;
+    `deleted_ok`: a deleted one too (the Deployments page shows how it ended), else 404 as on the orchestrator."""
     try:
         full = len(id_prefix(reference)) == FULL_ID_DIGITS
         visible = None if full else DeploymentFilter(visibility=caller.visibility(), include_deleted=True)
@@ -36,7 +37,7 @@ def deployment_for(store: Store, caller: Caller, reference: str) -> DeploymentRe
     dep = store.get_deployment(deployment_id)
     if not caller.visibility().admits(dep.owner_issuer, dep.owner_subject, dep.user_group):
         raise ApiError(403, f"deployment {dep.id} is not yours and not shared with a group of yours")
-    if dep.status == DeploymentStatus.DELETE_COMPLETE:
+    if dep.status == DeploymentStatus.DELETE_COMPLETE and not deleted_ok:
         raise ApiError(404, f"deployment {dep.id} was deleted ({dep.status_reason or 'DELETE_COMPLETE'})")
     return dep
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from dodas_tasks.api import deployments, details, service_info
+from dodas_tasks.api import delegations, deployments, details, service_info
 from dodas_tasks.api.context import ApiContext
 from dodas_tasks.api.errors import install_error_handlers
 from dodas_tasks.api.runs import RunStarter
@@ -37,6 +37,6 @@ def create_app(
     app = FastAPI(title="DODAS orchestrator API", description=DESCRIPTION, version="1", redirect_slashes=False)
     app.state.dodas = ApiContext(store, iam, settings or ApiSettings.from_env(), runs, airflow_tokens)
     install_error_handlers(app)
-    for module in (service_info, deployments, details):
+    for module in (service_info, deployments, details, delegations):
         app.include_router(module.router)
     return app

@@ -14,6 +14,7 @@ from dodas_tasks.api.errors import ApiError
 from dodas_tasks.api.models import DeploymentPageBody, DeploymentRequest, StatusPatch
 from dodas_tasks.api.paging import page_info, page_links, page_size, store_sort
 from dodas_tasks.deploy import service
+from dodas_tasks.deploy.framework_secrets import owner_outputs
 from dodas_tasks.deploy.leaks import configured_clouds
 from dodas_tasks.deploy.orchestrator_view import DeploymentResource, deployment_resource
 from dodas_tasks.iam import IamError, IdpUnreachable, InvalidToken
@@ -93,7 +94,13 @@ def create_deployment(
 
 @router.get("/deployments/{deployment_id}", response_model=DeploymentResource, **SKIP_NONE)
 def get_deployment(deployment_id: str, request: Request, ctx: ContextDep, caller: CallerDep) -> DeploymentResource:
-    return deployment_resource(deployment_for(ctx.store, caller, deployment_id), base_url(request))
+    """The deployment; its owner also sees the secrets its frameworks' clients need (e.g. spark_standalone_secret),
+    which no other view shows (listings, group members, administrators, callbacks, Airflow)."""
+    dep = deployment_for(ctx.store, caller, deployment_id)
+    view = deployment_resource(dep, base_url(request))
+    if (caller.issuer, caller.subject) == (dep.owner_issuer, dep.owner_subject):
+        view.outputs.update(owner_outputs(dep))
+    return view
 
 
 @router.put("/deployments/{deployment_id}", status_code=202, response_model=DeploymentResource, **SKIP_NONE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from cachetools.func import ttl_cache
@@ -36,7 +37,7 @@ def airflow_app() -> Any:
 
 
 class OnFirstRequest:
-    """An ASGI app that builds the orchestrator API when the first request reaches it.
+    """An ASGI app that builds its app (default: the orchestrator API) when the first request reaches it.
 
     It then moves what the api-server holds so far (about a million long-lived objects: Airflow's modules, app and
     caches) out of the garbage collector's sight (gc.freeze). A submission allocates heavily (tosca-parser), and
@@ -44,7 +45,8 @@ class OnFirstRequest:
     instead of 60 ms (bench/api.py). Frozen objects are never collected, so garbage among them at that moment stays.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, build: Callable[[], Any] = airflow_app) -> None:
+        self._build = build
         self._app: Any = None
         self._lock = threading.Lock()
 
@@ -52,7 +54,7 @@ class OnFirstRequest:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    self._app = airflow_app()
+                    self._app = self._build()
                     gc.collect()
                     gc.freeze()
         await self._app(scope, receive, send)

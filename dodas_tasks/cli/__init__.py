@@ -15,6 +15,7 @@ from dodas_tasks.cli.app import CommandFailed, app
 from dodas_tasks.cli import templates  # noqa: F401
 from dodas_tasks.cli import deployments  # noqa: F401
 from dodas_tasks.cli import stack  # noqa: F401
+from dodas_tasks.cli import service  # noqa: F401
 from dodas_tasks.clouds.local.cli import app as localcloud_app
 # isort: on
 

@@ -72,14 +72,14 @@ class LocalBackend:
         conf: dict[str, Any] = {"inputs": submission.inputs, "cloud": submission.cloud or DEFAULT_CLOUD}
         s = self._running()
         token = self._token()
-        if token:
-            conf["access_token"] = token
         path = Path(submission.template)
         if path.is_file():
             conf["template_text"] = path.read_text()
         else:
             conf["template"] = submission.template
         with _refusals():
+            if token:  # delegated at the api-server: the run's conf names the delegation, never the token
+                conf["delegation"] = demo.delegate(s, token)
             return demo.submit(s, conf, echo)
 
     def scale(self, deployment_id: str, group: str, count: int) -> None:

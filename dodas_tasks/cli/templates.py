@@ -13,7 +13,7 @@ from dodas_tasks.cli.app import InputOpt, InputsFileOpt, app, fail, read_inputs
 from dodas_tasks.tosca.compiler import compile as compile_template
 from dodas_tasks.tosca.compiler import plan_stages
 from dodas_tasks.tosca.errors import DodasTemplateError
-from dodas_tasks.tosca.plan import Plan
+from dodas_tasks.tosca.plan import NodeGroup, Plan
 
 TemplateArg = Annotated[Path, typer.Argument(help="TOSCA template file (YAML).", show_default=False)]
 
@@ -71,4 +71,16 @@ def summary(plan: Plan) -> str:
     secret = [i.name for i in plan.inputs if i.secret]
     if secret:
         lines.append(f"secret inputs (stored encrypted, never shown): {', '.join(secret)}")
+    placed = [g for g in plan.groups if g.availability_zone or g.sla_id]
+    if placed:
+        lines.append("placement:")
+        lines += [f"  {g.name}: " + ", ".join(_placement(g)) for g in placed]
+    if plan.warnings:
+        lines.append("warnings (accepted, as the INDIGO orchestrator did, but ignored):")
+        lines += [f"  {w}" for w in plan.warnings]
     return "\n".join(lines)
+
+
+def _placement(group: NodeGroup) -> list[str]:
+    zone = [f"zone {group.availability_zone}"] if group.availability_zone else []
+    return zone + ([f"SLA {group.sla_id} (its site is chosen at submission)"] if group.sla_id else [])

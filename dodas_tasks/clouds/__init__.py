@@ -10,13 +10,17 @@ from dodas_tasks.clouds.base import (
     CloudDriver,
     CloudError,
     Flavor,
+    OwnerIdentity,
+    OwnerRequired,
     QuotaExceeded,
     Server,
     ServerNotFound,
     ServerSpec,
+    SiteAuth,
     get_driver,
     known_clouds,
     register_driver,
+    site_auth,
 )
 
 __all__ = [
@@ -28,11 +32,15 @@ __all__ = [
     "CloudDriver",
     "CloudError",
     "Flavor",
+    "OwnerIdentity",
+    "OwnerRequired",
     "QuotaExceeded",
     "Server",
     "ServerNotFound",
     "ServerSpec",
+    "SiteAuth",
     "get_driver",
     "known_clouds",
     "register_driver",
+    "site_auth",
 ]

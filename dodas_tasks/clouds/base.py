@@ -34,16 +34,20 @@ __all__ = [
     "CloudDriver",
     "CloudError",
     "Flavor",
+    "OwnerIdentity",
+    "OwnerRequired",
     "QuotaExceeded",
     "QuotaRoom",
     "Server",
     "ServerNotFound",
     "ServerSpec",
+    "SiteAuth",
     "SshGateway",
     "gateway_from_extra",
     "get_driver",
     "known_clouds",
     "register_driver",
+    "site_auth",
 ]
 
 
@@ -61,6 +65,35 @@ class QuotaExceeded(CloudError):
 
 class ServerNotFound(CloudError):
     """The server id is unknown to the cloud (never existed or already deleted)."""
+
+
+class OwnerRequired(CloudError):
+    """The site acts as each deployment's owner, and no owner identity was given (a deployment not delegated)."""
+
+
+@dataclass(frozen=True)
+class OwnerIdentity:
+    """A deployment owner's identity, for sites that authenticate as the owner instead of with service credentials.
+
+    `access_token` returns a valid OIDC access token of the owner each time it is called (the IAM layer's token
+    source, handed down as a plain callable): drivers call it at every (re)authentication. Credentials built from
+    it are cached per site and `delegation` (the deployment whose delegated refresh token backs the tokens).
+    """
+
+    issuer: str
+    subject: str
+    delegation: str
+    access_token: Callable[[], str] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SiteAuth:
+    """How a site (an Airflow connection) authenticates: with its own service credentials, or as each deployment's
+    owner. `service_options` (get_driver options) reach the same site with service credentials, when it has them."""
+
+    acts_as_owner: bool = False
+    description: str = "service credentials"
+    service_options: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,9 +117,10 @@ class ServerSpec:
     public_key: str
     tags: dict[str, str]
     network: str = "PRIVATE"  # "PRIVATE" or "PUBLIC" (gets a public IP)
-    ports: list = field(default_factory=list)
+    ports: list = field(default_factory=list)  # TOSCA endpoint ports published (besides SSH) to their remote_cidr
     volumes: list = field(default_factory=list)  # BlockStorage: dicts of plan.Volume fields, attached at create
     user_data: str | None = None
+    availability_zone: str | None = None  # the cloud's zone to create it in; None lets the cloud choose
 
 
 @dataclass(frozen=True)
@@ -274,11 +308,24 @@ def _resolve(cloud: str) -> DriverFactory:
     return factory
 
 
-def get_driver(cloud: str, **options: object) -> CloudDriver:
-    """A driver for `cloud` ("local", …) configured with `options` (driver-specific keyword arguments)."""
+def get_driver(cloud: str, owner: OwnerIdentity | None = None, **options: object) -> CloudDriver:
+    """A driver for `cloud` ("local", …) configured with `options` (driver-specific keyword arguments).
+
+    `owner`: the deployment's owner, for sites that act as the owner; clouds whose drivers cannot (the local
+    cloud) ignore it and the others use it only when their connection says so (see site_auth)."""
     factory = _resolve(cloud)
+    if owner is not None and "owner" in inspect.signature(factory).parameters:
+        options["owner"] = owner
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as exc:
         raise CloudError(f"bad options for cloud {cloud!r}: {exc}") from None
     return factory(**options)
+
+
+def site_auth(cloud: str) -> SiteAuth:
+    """How `cloud`'s site authenticates, read from its connection without calling the cloud (submission checks it).
+
+    Drivers say it with a `site_auth()` class method; clouds without one use service credentials."""
+    reader = getattr(_resolve(cloud), "site_auth", None)
+    return reader() if callable(reader) else SiteAuth()

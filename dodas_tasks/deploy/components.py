@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.configure import NodeTarget, run_on_nodes, run_script
+from dodas_tasks.deploy.framework_secrets import all_framework_secrets, ensure_framework_secret
 from dodas_tasks.deploy.refs import References, resolve_outputs
 from dodas_tasks.deploy.ssh_access import SshAccess
 from dodas_tasks.frameworks.base import (
@@ -33,6 +34,7 @@ from dodas_tasks.frameworks.registry import (
     Binding,
     framework,
     framework_settings,
+    needs_auth_secret,
     needs_deployment_id,
     needs_reach,
     needs_runner,
@@ -91,6 +93,7 @@ class Deployer:
         client = stored_client(self.deployment)
         if client is not None:
             self._secrets.append(client.client_secret)
+        self._secrets += all_framework_secrets(self.deployment).values()
 
     # -- the cluster as frameworks see it --------------------------------------------------------------------
 
@@ -105,8 +108,10 @@ class Deployer:
     def framework(self, name: str) -> Framework:
         """Framework `name` with this deployment's site settings (submit options: container runtime, ports …),
         this deployment's SSH runner when the framework reads its load through a node, and the site services
-        handed in when it puts work on them."""
+        handed in when it puts work on them, and the deployment's secret for it when it authenticates its members."""
         settings = framework_settings(self.deployment.options, name)
+        if needs_auth_secret(name):
+            settings["auth_secret"] = self._framework_secret(name)
         if needs_runner(name):
             settings["runner"] = self.run
         if needs_reach(name):
@@ -116,6 +121,13 @@ class Deployer:
         if needs_site_services(name):
             settings["site_services"] = self.site_services
         return framework(name, settings)
+
+    def _framework_secret(self, name: str) -> str:
+        secret = ensure_framework_secret(self.store, self.deployment_id, name)
+        if secret not in self._secrets:  # generated just now: masked before any script can print it
+            self._secrets.append(secret)
+            self.on_secret(secret)
+        return secret
 
     def frameworks(self) -> list[str]:
         return framework_names(self.plan)

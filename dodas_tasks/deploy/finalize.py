@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dodas_tasks.clouds.base import CloudError, get_driver
+from dodas_tasks.clouds.base import CloudError
+from dodas_tasks.deploy.cloud_access import AccessTokens, driver_for
 from dodas_tasks.iam.cluster_client import release_cluster_client, stored_client
 from dodas_tasks.naming import key_pair_name
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, NodeState, Store
@@ -50,10 +51,12 @@ def finalize_run(
     log: Callable[[str], None] = print,
     iam: IamClient | None = None,
     site_services: SiteServices | None = None,
+    tokens: AccessTokens | None = None,
     deletion_run: bool = True,
 ) -> RunOutcome:
     """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends.
     site_services: the site's Marathon and Chronos, to remove what the deployment put there.
+    tokens: the owner's access tokens (a delegated deployment), for sites that act as the owner.
     deletion_run: whether the run began as a deletion; a creation/update overtaken by an undeploy request leaves
     the deletion, and its outcome, to the run that request queued (never a DELETE_FAILED for VMs it will delete).
     A deleted deployment is left alone: a stray run after the deletion changes nothing."""
@@ -87,7 +90,7 @@ def finalize_run(
             return RunOutcome(DeploymentStatus.DELETE_FAILED, reason, failed=True)
         if released:
             store.add_event(deployment_id, "undeploy", f"removed from the site's services: {', '.join(released)}")
-        get_driver(dep.cloud).delete_key_pair(key_pair_name(deployment_id))
+        driver_for(dep, tokens).delete_key_pair(key_pair_name(deployment_id))
         if stored_client(dep) is not None:
             if iam is None:
                 reason = "the cluster's IAM client is still registered and no IAM connection (dodas_iam) can delete it"
@@ -98,12 +101,12 @@ def finalize_run(
         store.set_status(deployment_id, DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
         log(f"deployment {deployment_id}: every resource deleted")
         return RunOutcome(DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
-    settle_nodes(store, deployment_id, log)
+    settle_nodes(store, deployment_id, log, tokens)
     creating = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
     if failures:
         reason = "; ".join(failures)
         if creating:
-            return _failed_creation(store, dep, reason, log, site_services)
+            return _failed_creation(store, dep, reason, log, site_services, tokens)
         store.set_status(deployment_id, DeploymentStatus.UPDATE_FAILED, reason)
         return RunOutcome(DeploymentStatus.UPDATE_FAILED, reason, failed=True)
     from dodas_tasks.deploy.components import Deployer
@@ -115,14 +118,16 @@ def finalize_run(
     return RunOutcome(status, outputs=outputs)
 
 
-def settle_nodes(store: Store, deployment_id: str, log: Callable[[str], None]) -> None:
+def settle_nodes(
+    store: Store, deployment_id: str, log: Callable[[str], None], tokens: AccessTokens | None = None
+) -> None:
     """However the run ended (a provision task killed or failed beside booting VMs), a node whose VM the cloud
     reports ACTIVE gets its address instead of staying CREATING; a cloud that does not answer leaves it so."""
     from dodas_tasks.deploy.provision import GroupProvisioner
 
     for group in sorted({n.group for n in store.list_nodes(deployment_id) if n.state == NodeState.CREATING}):
         try:
-            settled = GroupProvisioner(store, deployment_id, group, log=log).settle()
+            settled = GroupProvisioner(store, deployment_id, group, log=log, tokens=tokens).settle()
         except CloudError as exc:
             log(f"{group}: could not ask the cloud about its booting VMs: {exc}")
             continue
@@ -141,7 +146,11 @@ def next_cloud(dep: DeploymentRecord) -> str | None:
 
 
 def remove_everything(
-    store: Store, dep: DeploymentRecord, log: Callable[[str], None], site_services: SiteServices | None = None
+    store: Store,
+    dep: DeploymentRecord,
+    log: Callable[[str], None],
+    site_services: SiteServices | None = None,
+    tokens: AccessTokens | None = None,
 ) -> None:
     """Delete every VM of every group on the deployment's current cloud, then its key pair, and what it put on
     the site's services (a refusal there is recorded as an event: the deployment and its reason stay)."""
@@ -149,8 +158,8 @@ def remove_everything(
     from dodas_tasks.deploy.provision import GroupProvisioner
 
     for group in {n.group for n in store.list_nodes(dep.id)}:
-        GroupProvisioner(store, dep.id, group, log=log).delete_all()
-    get_driver(dep.cloud).delete_key_pair(key_pair_name(dep.id))
+        GroupProvisioner(store, dep.id, group, log=log, tokens=tokens).delete_all()
+    driver_for(dep, tokens).delete_key_pair(key_pair_name(dep.id))
     try:
         released = Deployer(store, dep.id, log=log, site_services=site_services).release()
     except Exception as exc:  # the VMs are gone; say what stays on the site rather than hide the failure
@@ -166,11 +175,12 @@ def _failed_creation(
     reason: str,
     log: Callable[[str], None],
     site_services: SiteServices | None = None,
+    tokens: AccessTokens | None = None,
 ) -> RunOutcome:
     """A failed creation fails over to the next cloud (cleaning this one), is rolled back, or keeps what runs."""
     following = next_cloud(dep)
     if following is not None:
-        remove_everything(store, dep, log, site_services)
+        remove_everything(store, dep, log, site_services, tokens)
         store.update_deployment(
             dep.id,
             cloud=following,
@@ -181,7 +191,7 @@ def _failed_creation(
         store.add_event(dep.id, "failover", message)
         return RunOutcome(DeploymentStatus.CREATE_IN_PROGRESS, message, failed=True)
     if dep.options.get("on_partial") == "rollback" or not dep.options.get("keep_last_attempt", True):
-        remove_everything(store, dep, log, site_services)
+        remove_everything(store, dep, log, site_services, tokens)
         reason += " (rolled back: nothing left on the cloud)"
     store.set_status(dep.id, DeploymentStatus.CREATE_FAILED, reason)
     return RunOutcome(DeploymentStatus.CREATE_FAILED, reason, failed=True)

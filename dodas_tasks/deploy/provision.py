@@ -25,9 +25,9 @@ from dodas_tasks.clouds.base import (
     Flavor,
     Server,
     ServerSpec,
-    get_driver,
 )
 from dodas_tasks.deploy.backfill import BACKFILL_EVENT, BOOT_FAILED_EVENT, BackfillBudget
+from dodas_tasks.deploy.cloud_access import AccessTokens, driver_for
 from dodas_tasks.naming import TAG_INDEX, group_tags, key_pair_name, server_name, server_tags
 from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store
 from dodas_tasks.tosca.plan import NodeGroup
@@ -103,10 +103,18 @@ class GroupProgress:
 
 
 class GroupProvisioner:
-    """Reconciles one compute group of one deployment with its cloud."""
+    """Reconciles one compute group of one deployment with its cloud.
+
+    `tokens`: the owner's access tokens of a delegated deployment; a site that acts as the owners uses them."""
 
     def __init__(
-        self, store: Store, deployment_id: str, group: str, log: Log = print, driver: CloudDriver | None = None
+        self,
+        store: Store,
+        deployment_id: str,
+        group: str,
+        log: Log = print,
+        driver: CloudDriver | None = None,
+        tokens: AccessTokens | None = None,
     ) -> None:
         self.store = store
         self.deployment_id = deployment_id
@@ -116,7 +124,7 @@ class GroupProvisioner:
         self.deployment = dep
         self.plan = dep.plan
         self.group: NodeGroup = self.plan.group(group)
-        self.driver = driver or get_driver(dep.cloud)
+        self.driver = driver or driver_for(dep, tokens)
 
     def desired_count(self) -> int:
         if self.deployment.status in _DELETING_STATUSES:
@@ -255,6 +263,7 @@ class GroupProvisioner:
             network=self.group.network,
             ports=[p.__dict__ for p in self.group.ports],
             volumes=[v.__dict__ for v in self.group.volumes],
+            availability_zone=self.group.availability_zone,
         )
         try:
             server = cloud_call(self.driver.create_server, lambda line: self.log(f"{name}: {line}"))(spec)

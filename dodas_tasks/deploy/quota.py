@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dodas_tasks.clouds.base import CloudDriver, CloudError, QuotaExceeded, QuotaRoom, get_driver
+from dodas_tasks.clouds.base import CloudDriver, CloudError, QuotaExceeded, QuotaRoom
+from dodas_tasks.deploy.cloud_access import AccessTokens, driver_for
 from dodas_tasks.store import NodeState, Store
 
 DEFAULT_CPUS = 1  # what a group without host capabilities gets (as GroupProvisioner creates it)
@@ -58,16 +59,21 @@ def shortfalls(want: Needed, room: QuotaRoom) -> list[str]:
 
 
 def check_quota(
-    store: Store, deployment_id: str, log: Callable[[str], None] = print, driver: CloudDriver | None = None
+    store: Store,
+    deployment_id: str,
+    log: Callable[[str], None] = print,
+    tokens: AccessTokens | None = None,
+    driver: CloudDriver | None = None,
 ) -> None:
     """Raise QuotaExceeded, naming the cloud's numbers, when what the run will create does not fit the quota; a
-    cloud that cannot tell its quota now is not held against the deployment (each create meets the quota)."""
+    cloud that cannot tell its quota now is not held against the deployment (each create meets the quota).
+    tokens: the owner's access tokens (a delegated deployment), for sites that act as the owner."""
     want = needed(store, deployment_id)
     if want.servers == 0:
         return
     dep = store.get_deployment(deployment_id)
     try:
-        room = (driver or get_driver(dep.cloud)).quota_room()
+        room = (driver or driver_for(dep, tokens)).quota_room()
     except CloudError as exc:
         log(f"the {dep.cloud} cloud's quota could not be read ({exc}); not checked before creating")
         return

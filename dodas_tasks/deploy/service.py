@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
 from dodas_tasks.deploy.backfill import check_max_boot_failures
+from dodas_tasks.deploy.cloud_access import clouds_needing_an_owner
+from dodas_tasks.deploy.placement import place
 from dodas_tasks.deploy.ssh_access import check_jump_group
 from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.naming import short_id
@@ -72,14 +74,18 @@ def submit(
     failover_clouds: list[str] | None = None,
     user_group: str | None = None,
     callback: str | None = None,
+    delegation: str | None = None,
 ) -> str:
     """Compile, then register a new deployment; raises DodasTemplateError before anything is created.
 
     With the submitter's `access_token` (and the service's IAM client), the token is validated and exchanged for
     a refresh token the service keeps (encrypted); the owner is then the token's (issuer, subject). An invalid
-    token raises an IamError, and nothing is created. `user_group` shares the deployment with that group's members;
-    `callback` is a URL told of each final state the deployment reaches.
+    token raises an IamError, and nothing is created. `delegation`: instead of a token, the handle of a delegation
+    made ahead (iam.delegate_ahead), taken by this submission. `user_group` shares the deployment with that group's
+    members; `callback` is a URL told of each final state the deployment reaches.
     """
+    if access_token is not None and delegation is not None:
+        raise ValueError("give an access token or a delegation, not both")
     clouds = [cloud, *(c for c in failover_clouds or [] if c != cloud)]
     unknown = [c for c in clouds if c not in known_clouds()]
     if unknown:
@@ -90,6 +96,8 @@ def submit(
             ],
             source,
         )
+    if access_token is None and delegation is None:
+        _refuse_sites_acting_as_owners(clouds, source)
     options = dict(options or {})
     if options.get("on_partial", "backfill") not in ("backfill", "keep", "rollback"):
         raise DodasTemplateError(
@@ -110,15 +118,22 @@ def submit(
     jump_problems = check_jump_group(options, [g.name for g in plan.groups])
     if jump_problems:
         raise DodasTemplateError([TemplateProblem("input", p) for p in jump_problems], source)
+    clouds = place(plan, clouds, source)
     refresh_token = None
     if access_token is not None:
         if iam is None:
             raise ValueError("an access token was given but no IAM client is configured (connection dodas_iam)")
         from dodas_tasks.iam import delegate_token
 
-        delegation = delegate_token(iam, access_token)
-        owner = Owner(subject=delegation.subject, issuer=delegation.issuer, groups=tuple(delegation.groups))
-        refresh_token = delegation.refresh_token
+        delegated = delegate_token(iam, access_token)
+        owner = Owner(subject=delegated.subject, issuer=delegated.issuer, groups=tuple(delegated.groups))
+        refresh_token = delegated.refresh_token
+    elif delegation is not None:
+        from dodas_tasks.iam import take_delegation
+
+        delegated = take_delegation(store, delegation)
+        owner = Owner(subject=delegated.subject, issuer=delegated.issuer, groups=tuple(delegated.groups))
+        refresh_token = delegated.refresh_token
     owner = owner or Owner()
     keys = generate_keypair(comment="dodas-deployment")
     deployment_id = str(uuid.uuid4())
@@ -136,7 +151,7 @@ def submit(
         secret_inputs=secret_names,
         ssh_private_key=keys.private_openssh,
         ssh_public_key=keys.public_openssh,
-        cloud=cloud,
+        cloud=clouds[0],
         clouds=clouds,
         options=options,
         desired_counts={g.name: g.count for g in plan.groups},
@@ -144,6 +159,24 @@ def submit(
         user_group=user_group,
         callback=callback,
     )
+
+
+def _refuse_sites_acting_as_owners(clouds: list[str], source: str) -> None:
+    """A deployment nobody delegated has no owner to act as: refused where the site would need one."""
+    needing = clouds_needing_an_owner(clouds)
+    if needing:
+        raise DodasTemplateError(
+            [
+                TemplateProblem(
+                    "input",
+                    f"cloud {cloud!r} acts as each deployment's owner ({how}) and this submission delegates no "
+                    "owner identity",
+                    hint="submit with your IAM access token (or a delegation) so the cloud can act as you",
+                )
+                for cloud, how in needing.items()
+            ],
+            source,
+        )
 
 
 def stored_inputs(plan: Plan) -> tuple[dict[str, Any], list[str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dodas_tasks.deploy.placement import keep_site_placement
 from dodas_tasks.deploy.service import RequestConflict, RequestRefused, request_scale, stored_inputs
 from dodas_tasks.store import DeploymentStatus, Store
 from dodas_tasks.tosca.compiler import compile as compile_template
@@ -47,6 +48,7 @@ def request_update(
     inputs = {**store.get_inputs(deployment_id), **(parameters or {})}
     new = compile_template(template_text, inputs, source=f"update of {deployment_id}")
     old = dep.plan
+    keep_site_placement(old, new)
     differences = _non_scaling_differences(old, new)
     if differences:
         raise RequestRefused(
@@ -76,6 +78,7 @@ def _non_scaling_differences(old: Plan, new: Plan) -> list[str]:
     def comparable(plan: Plan) -> dict[str, Any]:
         data = plan.to_dict()
         data.pop("inputs")  # values of inputs matter only through what they change elsewhere
+        data.pop("warnings")  # the same warnings, located in another source
         for group in data["groups"]:
             for name in SCALING_FIELDS:
                 group.pop(name)

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dodas_tasks.clouds.base import ACTIVE, BUILD, get_driver
+from dodas_tasks.clouds.base import ACTIVE, BUILD
 from dodas_tasks.configure import JumpHostUnreachable
+from dodas_tasks.deploy.cloud_access import AccessTokens, TokensFor, driver_for
 from dodas_tasks.deploy.components import deployment_framework
 from dodas_tasks.deploy.ssh_access import SshAccess
 from dodas_tasks.elastic.observe import SERVING
@@ -68,9 +69,12 @@ class HealReport:
     notes: list[str] = field(default_factory=list)
 
 
-def probe_nodes(store: Store, dep: DeploymentRecord, nodes: list[NodeRecord]) -> dict[str, Probe]:
-    """Cloud (one list call), SSH (in parallel) and framework (one load read per framework) for every node."""
-    driver = get_driver(dep.cloud)
+def probe_nodes(
+    store: Store, dep: DeploymentRecord, nodes: list[NodeRecord], tokens: AccessTokens | None = None
+) -> dict[str, Probe]:
+    """Cloud (one list call, as the owner where the site acts as the owners), SSH (in parallel) and framework
+    (one load read per framework) for every node."""
+    driver = driver_for(dep, tokens)
     servers = {s.id: s.status for s in driver.list_servers(deployment_tags(dep.id))}
     for node in nodes:  # not listed: ask for it alone before calling it gone (listings can lag)
         if node.cloud_id and node.cloud_id not in servers:
@@ -111,8 +115,16 @@ def settings_of(dep: DeploymentRecord) -> ElasticSettings:
     return resolve(dep.plan.elasticity.settings, dep.options)
 
 
-def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None = None, log: Log = print) -> HealReport:
-    """Probe, update unhealthy_since / last_healthy_at, mark ERROR beyond grace, decide whether to run the DAG."""
+def check_deployment(
+    store: Store,
+    dep: DeploymentRecord,
+    now: datetime | None = None,
+    log: Log = print,
+    tokens: AccessTokens | None = None,
+) -> HealReport:
+    """Probe, update unhealthy_since / last_healthy_at, mark ERROR beyond grace, decide whether to run the DAG.
+
+    `tokens`: the owner's access tokens of a delegated deployment, for sites that act as the owners."""
     now = now or datetime.now(UTC)
     report = HealReport(dep.id)
     if dep.status not in SERVING:
@@ -124,7 +136,7 @@ def check_deployment(store: Store, dep: DeploymentRecord, now: datetime | None =
     removal = set(dep.removal_list)
     nodes = [n for n in store.list_nodes(dep.id) if not ({n.id, n.name} & removal)]
     judged = [n for n in nodes if n.state in _JUDGED]
-    probes = probe_nodes(store, dep, judged) if judged else {}
+    probes = probe_nodes(store, dep, judged, tokens) if judged else {}
     for node in judged:
         probe = probes[node.id]
         problems = probe.problems()
@@ -200,8 +212,12 @@ def _replace(
     log(message)
 
 
-def check_all(store: Store, run_active: Callable[[str], bool], log: Log = print) -> list[HealReport]:
-    """Every serving deployment whose own run is not active; returns one report each (the caller triggers)."""
+def check_all(
+    store: Store, run_active: Callable[[str], bool], log: Log = print, tokens_for: TokensFor | None = None
+) -> list[HealReport]:
+    """Every serving deployment whose own run is not active; returns one report each (the caller triggers).
+
+    `tokens_for`: a delegated deployment's owner tokens (sites that act as the owners need them)."""
     reports = []
     for dep in store.list_deployments(live_only=True):
         if dep.status not in SERVING:
@@ -211,7 +227,8 @@ def check_all(store: Store, run_active: Callable[[str], bool], log: Log = print)
             continue
         started = time.monotonic()
         try:
-            reports.append(check_deployment(store, dep, log=log))
+            tokens = tokens_for(dep) if tokens_for is not None else None
+            reports.append(check_deployment(store, dep, log=log, tokens=tokens))
         except Exception as exc:  # one broken deployment must not stop healing the others
             log(f"deployment {dep.id}: health check failed: {exc}")
             reports.append(HealReport(dep.id, notes=[f"check failed: {exc}"]))

@@ -106,6 +106,12 @@ def needs_deployment_id(name: str) -> bool:
 
 
 @functools.cache
+def needs_auth_secret(name: str) -> bool:
+    """The framework authenticates its members with a secret of the deployment's own (`auth_secret=`)."""
+    return "auth_secret" in inspect.signature(framework_class(name)).parameters
+
+
+@functools.cache
 def needs_site_services(name: str) -> bool:
     """The framework puts what the template hosts on no VM onto the site's services (`site_services=`)."""
     return "site_services" in inspect.signature(framework_class(name)).parameters

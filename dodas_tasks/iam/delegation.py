@@ -1,11 +1,16 @@
 """Delegation: the submitter's access token is validated and exchanged for a refresh token the service keeps.
 
 Only the refresh token is stored (encrypted by the Store); the submitter's access token is dropped at once.
+A delegation may also be made ahead of its deployment (`delegate_ahead`, at the API's door) and named by a
+one-time handle in a later submission (`take_delegation`), so no access token ever travels in a DAG run's conf.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from dodas_tasks.iam.client import IamClient
 from dodas_tasks.iam.errors import IamError, InvalidToken, RefreshTokenRevoked
@@ -42,6 +47,49 @@ def delegate_token(iam: IamClient, subject_access_token: str, audience: str | No
         refresh_token=tokens.refresh_token,
         scopes=tuple(tokens.scope.split()),
     )
+
+
+PENDING_TTL = timedelta(minutes=15)  # how long a delegation made ahead waits for its submission
+HANDLE_PREFIX = "dodas-delegation-"
+
+
+@dataclass(frozen=True)
+class PendingHandle:
+    """What the owner gets for a delegation made ahead: the one-time handle (secret until used), whose, until when."""
+
+    handle: str = field(repr=False)
+    issuer: str
+    subject: str
+    expires_at: datetime
+
+
+def _digest(handle: str) -> str:
+    return hashlib.sha256(handle.encode()).hexdigest()
+
+
+def delegate_ahead(store: Store, iam: IamClient, subject_access_token: str) -> PendingHandle:
+    """Validate and exchange the token now; its refresh token waits (encrypted) for the submission naming the
+    handle, at most PENDING_TTL. Only the handle's digest is stored."""
+    delegation = delegate_token(iam, subject_access_token)
+    handle = HANDLE_PREFIX + secrets.token_urlsafe(32)
+    expires_at = datetime.now(UTC) + PENDING_TTL
+    store.add_pending_delegation(
+        _digest(handle), delegation.issuer, delegation.subject, delegation.groups, delegation.refresh_token, expires_at
+    )
+    return PendingHandle(handle, delegation.issuer, delegation.subject, expires_at)
+
+
+def take_delegation(store: Store, handle: str) -> Delegation:
+    """The delegation a handle names, taken (it cannot be used twice); DelegationRefused when unknown, used or
+    expired."""
+    found = store.take_pending_delegation(_digest(handle.strip()))
+    if found is None:
+        minutes = int(PENDING_TTL.total_seconds() // 60)
+        raise DelegationRefused(
+            f"the delegation named is unknown, already used or expired (a delegation waits {minutes} minutes for "
+            "its submission): delegate your IAM token again"
+        )
+    return Delegation(found.owner_issuer, found.owner_subject, found.owner_groups, found.refresh_token)
 
 
 def delegate(store: Store, deployment_id: str, subject_access_token: str, iam: IamClient) -> Delegation:

@@ -2,7 +2,13 @@
 
 from dodas_tasks.store.changes import DEPLOYMENT_FIELDS, NODE_FIELDS
 from dodas_tasks.store.ids import AmbiguousDeploymentId, DeploymentIdError, MalformedDeploymentId
-from dodas_tasks.store.listing import DeploymentFilter, DeploymentPage, DeploymentSummary, Visibility
+from dodas_tasks.store.listing import (
+    DeploymentFilter,
+    DeploymentPage,
+    DeploymentShape,
+    DeploymentSummary,
+    Visibility,
+)
 from dodas_tasks.store.records import REDACTED, DeploymentRecord, EventRecord, NodeRecord
 from dodas_tasks.store.retry import ConcurrentUpdateError
 from dodas_tasks.store.store import DeploymentNotFoundError, NodeNotFoundError, Store
@@ -19,6 +25,7 @@ __all__ = [
     "DeploymentNotFoundError",
     "DeploymentPage",
     "DeploymentRecord",
+    "DeploymentShape",
     "DeploymentStatus",
     "DeploymentSummary",
     "EventRecord",

@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from dodas_tasks.store.ids import MAX_CANDIDATES, id_prefix
-from dodas_tasks.store.models import Deployment
-from dodas_tasks.store.vocabulary import DeploymentStatus
+from dodas_tasks.store.models import Deployment, Node
+from dodas_tasks.store.vocabulary import DeploymentStatus, NodeState
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class DeploymentFilter:
     owner: tuple[str, str] | None = None  # (issuer, subject)
     user_group: str | None = None
     include_deleted: bool = False
+    statuses: frozenset[str] | None = None  # only these statuses (DELETE_COMPLETE needs include_deleted too)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = []
@@ -63,6 +64,8 @@ class DeploymentFilter:
             out.append(Deployment.user_group == self.user_group)
         if not self.include_deleted:
             out.append(Deployment.status != DeploymentStatus.DELETE_COMPLETE.value)
+        if self.statuses is not None:
+            out.append(Deployment.status.in_(sorted(self.statuses)))
         return out
 
 
@@ -114,6 +117,37 @@ def page_of(
     )
     items = [DeploymentSummary(*row) for row in session.execute(query)]
     return DeploymentPage(items=items, total=total, number=number, size=size)
+
+
+@dataclass(frozen=True)
+class DeploymentShape:
+    """What a deployments page shows beside a summary: the template's description, and per compute group the VMs
+    that exist (not deleted) and the count asked for."""
+
+    description: str
+    vms: dict[str, int]
+    desired: dict[str, int]
+
+
+def shapes_of(session: Session, ids: Sequence[str]) -> dict[str, DeploymentShape]:
+    """Shapes of the given deployments in two small queries (the description read out of the plan in SQL)."""
+    rows = session.execute(
+        select(Deployment.id, Deployment.plan["description"].as_string(), Deployment.desired_counts).where(
+            Deployment.id.in_(ids)
+        )
+    )
+    vms: dict[str, dict[str, int]] = {}
+    counted = (
+        select(Node.deployment_id, Node.group, func.count())
+        .where(Node.deployment_id.in_(ids), Node.state != NodeState.DELETED.value)
+        .group_by(Node.deployment_id, Node.group)
+    )
+    for deployment_id, group, count in session.execute(counted):
+        vms.setdefault(deployment_id, {})[group] = count
+    return {
+        deployment_id: DeploymentShape((description or "").strip(), vms.get(deployment_id, {}), dict(desired or {}))
+        for deployment_id, description, desired in rows
+    }
 
 
 def matching_ids(session: Session, reference: str, where: DeploymentFilter | None = None) -> list[str]:

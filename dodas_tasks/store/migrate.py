@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -30,7 +31,7 @@ def alembic_config() -> Config:
 
 # The newest migration, known without importing alembic (every DAG parse opens the store: it must stay cheap).
 # tests/test_store.py checks that it equals alembic's own head.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def head_revisions() -> frozenset[str]:
@@ -70,6 +71,30 @@ def upgrade_to_head(engine: Engine) -> None:
 
         command.upgrade(config, "head")
         connection.commit()
+
+
+def create_database_if_missing(url: str) -> bool:
+    """On PostgreSQL, create the URL's database when the server has none of that name; True when it did.
+
+    A site's first `dodas db migrate` (the compose file's airflow-init) then needs no manual CREATE DATABASE:
+    the store sits beside Airflow's database on the same server. SQLite files are created on first connection.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return False
+    server = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as connection:
+            found = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": parsed.database}
+            ).first()
+            if found:
+                return False
+            quoted = connection.dialect.identifier_preparer.quote(parsed.database)
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        server.dispose()
 
 
 @contextmanager

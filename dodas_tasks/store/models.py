@@ -149,3 +149,20 @@ class Event(Base):
     message: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index(None, "deployment_id", "id"),)
+
+
+class PendingDelegation(Base):
+    """An owner's delegation made before its deployment exists (the IAM token delegated at the API's door), found
+    by the digest of the one-time handle given to the owner, taken once by the submission that names it."""
+
+    __tablename__ = "pending_delegations"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the handle, never the handle
+    owner_subject: Mapped[str] = mapped_column(String(255))
+    owner_issuer: Mapped[str] = mapped_column(String(512))
+    owner_groups: Mapped[list[str]] = mapped_column(JSON)
+    refresh_token: Mapped[str] = mapped_column(Text)  # encrypted
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index(None, "expires_at"),)

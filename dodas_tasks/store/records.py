@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from copy import deepcopy as _deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -154,3 +154,13 @@ class EventRecord(_Serialisable):
     @classmethod
     def from_row(cls, row: Event) -> EventRecord:
         return cls(**{field.name: getattr(row, field.name) for field in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class PendingDelegationRecord:
+    """A delegation taken from the store for a new deployment: its owner and refresh token (repr hides it)."""
+
+    owner_issuer: str
+    owner_subject: str
+    owner_groups: tuple[str, ...]
+    refresh_token: str = field(repr=False)

@@ -10,9 +10,10 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
@@ -23,10 +24,17 @@ from dodas_tasks.settings import database_url
 from dodas_tasks.store import changes as field_changes
 from dodas_tasks.store.engine import make_engine
 from dodas_tasks.store.ids import AmbiguousDeploymentId, DeploymentIdError
-from dodas_tasks.store.listing import DeploymentFilter, DeploymentPage, matching_ids, page_of
+from dodas_tasks.store.listing import (
+    DeploymentFilter,
+    DeploymentPage,
+    DeploymentShape,
+    matching_ids,
+    page_of,
+    shapes_of,
+)
 from dodas_tasks.store.migrate import upgrade_to_head
-from dodas_tasks.store.models import Deployment, Event, Node, utcnow
-from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord
+from dodas_tasks.store.models import Deployment, Event, Node, PendingDelegation, utcnow
+from dodas_tasks.store.records import DeploymentRecord, EventRecord, NodeRecord, PendingDelegationRecord
 from dodas_tasks.store.retry import retry_on_conflict
 from dodas_tasks.store.vocabulary import FINISHED_STATUSES, DeploymentStatus, NodeState, parse_status
 from dodas_tasks.tosca.plan import Plan
@@ -183,6 +191,11 @@ class Store:
         """One page of deployment summaries, filtered, sorted and paged in SQL (see listing.page_of)."""
         with self._session() as session:
             return page_of(session, where or DeploymentFilter(), sort, number, size)
+
+    def deployment_shapes(self, ids: Sequence[str]) -> dict[str, DeploymentShape]:
+        """Description and VMs per group of the given deployments (a listing page's), by id."""
+        with self._session() as session:
+            return shapes_of(session, ids)
 
     def resolve_id(self, reference: str, where: DeploymentFilter | None = None) -> str:
         """The full id of the one deployment (among ``where``'s, default all, deleted ones included) whose id starts
@@ -348,6 +361,44 @@ class Store:
             return [EventRecord.from_row(row) for row in reversed(session.scalars(query).all())]
 
     # -- internals ---------------------------------------------------------------------------------------------
+
+    # -- delegations made before their deployment ---------------------------------------------------------------
+
+    def add_pending_delegation(
+        self, digest: str, owner_issuer: str, owner_subject: str, owner_groups: Sequence[str], refresh_token: str,
+        expires_at: datetime,
+    ) -> None:  # fmt: skip
+        """Keep a delegation (its refresh token encrypted) until a submission takes it; expired ones are dropped."""
+        with self._session() as session, session.begin():
+            session.execute(delete(PendingDelegation).where(PendingDelegation.expires_at < utcnow()))
+            session.add(
+                PendingDelegation(
+                    digest=digest,
+                    owner_issuer=owner_issuer,
+                    owner_subject=owner_subject,
+                    owner_groups=list(owner_groups),
+                    refresh_token=crypto.encrypt(refresh_token),
+                    created_at=utcnow(),
+                    expires_at=expires_at,
+                )
+            )
+
+    def take_pending_delegation(self, digest: str) -> PendingDelegationRecord | None:
+        """The delegation filed under `digest`, removed as it is read (one submission takes it); None when unknown,
+        already taken or expired."""
+        with self._session() as session, session.begin():
+            row = session.get(PendingDelegation, digest, with_for_update=True)
+            if row is None:
+                return None
+            session.delete(row)
+            if row.expires_at < utcnow():
+                return None
+            return PendingDelegationRecord(
+                owner_issuer=row.owner_issuer,
+                owner_subject=row.owner_subject,
+                owner_groups=tuple(row.owner_groups),
+                refresh_token=crypto.decrypt(row.refresh_token),
+            )
 
     def _session(self) -> Session:
         if not self._migrated:

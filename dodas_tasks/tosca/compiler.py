@@ -6,7 +6,6 @@ raised once as DodasTemplateError, so a user fixes a template in one round inste
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import logging
@@ -31,15 +30,12 @@ from dodas_tasks.tosca.plan import (
     PortRule,
     Volume,
 )
+from dodas_tasks.tosca.policies import ELASTIC_SETTINGS, SCALING, apply_policies, parser_view
 from dodas_tasks.tosca.stages import BLOCK_STORAGE, COMPUTE, ELASTICITY, TypeRegistry
 from dodas_tasks.tosca.units import size_to_gib, size_to_mib
 
 _ORDERING_KINDS = {"HostedOn", "DependsOn", "ConnectsTo", "AttachesTo"}
-_SCALING_POLICY = "tosca.policies.Scaling"
-_PLACEMENT_POLICY = "tosca.policies.Placement"
-_PROVISIONING_POLICY = "tosca.policies.indigo.dodas.Provisioning"
 _JUMP_HOST_POLICY = "tosca.policies.indigo.dodas.SshJumpHost"
-_ELASTIC_SETTINGS = ("poll_interval", "backlog_window", "idle_time", "grace", "cooldown", "max_booting")
 
 for _name in ("toscaparser", "tosca"):  # tosca-parser warns about missing inputs; we report them ourselves
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -72,14 +68,16 @@ def compile(template_text: str, inputs: dict[str, Any] | None = None, *, source:
     values = checked.values
     problems += checked.problems
 
+    parser_data, warnings = parser_view(doc.data)
     parsed = None
     if not problems:
-        parsed, parser_problems = _run_tosca_parser(doc, values, secrets=_secret_values(decls, values))
+        parsed, parser_problems = _run_tosca_parser(doc, parser_data, values, secrets=_secret_values(decls, values))
         problems += parser_problems
-    plan = _build_plan(doc, topology, node_tpls, registry, decls, values, checked.given, parsed, problems)
+    plan = _build_plan(doc, topology, node_tpls, registry, decls, values, checked.given, parsed, problems, warnings)
     plan.missing_inputs = checked.missing
     if problems:
         raise DodasTemplateError([doc.locate(p) for p in _dedupe(problems)], source)
+    plan.warnings = [doc.locate(w).render(source) for w in _dedupe(warnings)]
     return plan
 
 
@@ -148,14 +146,15 @@ def _secret_values(decls: dict[str, Any], values: dict[str, Any]) -> list[str]:
 
 
 def _run_tosca_parser(
-    doc: YamlDocument, values: dict[str, Any], secrets: list[str]
+    doc: YamlDocument, data: dict[str, Any], values: dict[str, Any], secrets: list[str]
 ) -> tuple[Any, list[TemplateProblem]]:
+    """tosca-parser's checks on `data` (parser_view's copy of the template); line numbers come from `doc`."""
     from toscaparser.common.exception import ExceptionCollector, ValidationError
     from toscaparser.tosca_template import ToscaTemplate
 
     with TOSCA_PARSER_LOCK:
         try:
-            return ToscaTemplate(yaml_dict_tpl=copy.deepcopy(doc.data), a_file=False, parsed_params=values), []
+            return ToscaTemplate(yaml_dict_tpl=data, a_file=False, parsed_params=values), []
         except ValidationError:
             found = list(ExceptionCollector.getExceptions())
         except Exception as exc:  # tosca-parser raises plain exceptions on some malformed input
@@ -200,6 +199,7 @@ def _build_plan(
     given: set[str],
     parsed: Any,
     problems: list[TemplateProblem],
+    warnings: list[TemplateProblem],
 ) -> Plan:
     parsed_nodes = {n.name: n for n in parsed.nodetemplates} if parsed is not None else {}
     typed = {n: t for n, t in node_tpls.items() if isinstance(t, dict) and registry.known(t.get("type", ""))}
@@ -310,7 +310,11 @@ def _build_plan(
     problems += _check_cycles(plan.edges, doc)
     _attach_volumes(plan, typed, registry, requirements, resolver)
     plan.elasticity = _elasticity(plan, typed, registry, requirements, host_of, topology, resolver)
-    plan.placement = _placements(plan, topology, resolver)
+    plan.placement, placement_problems, placement_warnings = apply_policies(
+        plan, doc.data, _groups_of(plan, topology), resolver
+    )
+    problems += placement_problems
+    warnings += placement_warnings
     problems += _ssh_jump_host(plan, topology)
     for name, out in (topology.get("outputs") or {}).items():
         out = out if isinstance(out, dict) else {"value": out}
@@ -584,20 +588,20 @@ def _elasticity(
             }
             _apply_bounds(groups[group], wn)
         props = {k: resolver.resolve(v, f"node {name}", name) for k, v in (tpl.get("properties") or {}).items()}
-        settings = {k: props[k] for k in _ELASTIC_SETTINGS if props.get(k) is not None}
+        settings = {k: props[k] for k in ELASTIC_SETTINGS if props.get(k) is not None}
         return _elastic(f"node {name}", groups.get(group), settings)
     for policy in topology.get("policies") or []:
         if not isinstance(policy, dict) or len(policy) != 1:
             continue
         ((pname, spec),) = policy.items()
-        if not registry.derives_from(str((spec or {}).get("type", "")), _SCALING_POLICY):
+        if not registry.derives_from(str((spec or {}).get("type", "")), SCALING):
             continue
         targets = [t for t in (spec.get("targets") or []) if t in groups]
         props = {k: resolver.resolve(v, f"policy {pname}") for k, v in (spec.get("properties") or {}).items()}
         group = groups.get(targets[0]) if targets else None
         if group is not None:
             _apply_bounds(group, props)
-        settings = {k: props[k] for k in _ELASTIC_SETTINGS if props.get(k) is not None}
+        settings = {k: props[k] for k in ELASTIC_SETTINGS if props.get(k) is not None}
         return _elastic(f"policy {pname}", group, settings)
     return Elasticity()
 
@@ -620,30 +624,16 @@ def _elastic(source: str, group: NodeGroup | None, settings: dict[str, Any]) -> 
     )
 
 
-def _placements(plan: Plan, topology: dict[str, Any], resolver: Resolver) -> list[dict[str, Any]]:
-    groups = {g.name: g for g in plan.groups}
-    registry = TypeRegistry()
-    out = []
-    for policy in topology.get("policies") or []:
-        if not isinstance(policy, dict) or len(policy) != 1:
-            continue
-        ((pname, spec),) = policy.items()
-        ptype = str((spec or {}).get("type", ""))
-        props = {k: resolver.resolve(v, f"policy {pname}") for k, v in (spec.get("properties") or {}).items()}
-        if registry.derives_from(ptype, _PROVISIONING_POLICY):
-            for target in spec.get("targets") or []:
-                if target in groups:
-                    groups[target].provisioning.update({k: props[k] for k in ("on_partial", "min_ready") if k in props})
-            continue
-        if not registry.derives_from(ptype, _PLACEMENT_POLICY):
-            continue
-        props = {k: resolver.protect_secrets(v, f"{pname}.{k}", k) for k, v in props.items()}
-        targets = list(spec.get("targets") or [])
-        for target in targets:
-            if target in groups:
-                groups[target].placement.update(props)
-        out.append({"name": pname, "type": ptype, "targets": targets, "properties": props})
-    return out
+def _groups_of(plan: Plan, topology: dict[str, Any]) -> dict[str, list[str]]:
+    """The compute groups a policy target stands for: a group itself, a TOSCA group's members, a component's host."""
+    found: dict[str, list[str]] = {g.name: [g.name] for g in plan.groups}
+    for comp in plan.components:
+        if comp.host_group:
+            found[comp.name] = [comp.host_group]
+    for name, spec in (topology.get("groups") or {}).items():
+        members = (spec.get("members") if isinstance(spec, dict) else None) or []
+        found[name] = [g for m in members for g in found.get(str(m), [])]
+    return found
 
 
 def _ssh_jump_host(plan: Plan, topology: dict[str, Any]) -> list[TemplateProblem]:

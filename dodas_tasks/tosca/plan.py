@@ -68,7 +68,9 @@ class NodeGroup:
     dns_name: str | None = None
     ports: list[PortRule] = field(default_factory=list)
     volumes: list[Volume] = field(default_factory=list)
-    placement: dict[str, Any] = field(default_factory=dict)
+    placement: dict[str, Any] = field(default_factory=dict)  # properties of the placement policies targeting it
+    availability_zone: str | None = None  # the cloud's zone every VM of the group is created in (None: the cloud's)
+    sla_id: str | None = None  # an SLA placement: the site it maps to is chosen at submission (DODAS_SLA_SITES)
     provisioning: dict[str, Any] = field(default_factory=dict)  # on_partial, min_ready from a Provisioning policy
     ssh_jump_host: bool = False  # its VM is the front-end the others are reached through (an SshJumpHost policy)
 
@@ -143,6 +145,7 @@ class Plan:
     elasticity: Elasticity = field(default_factory=Elasticity)
     placement: list[dict[str, Any]] = field(default_factory=list)
     missing_inputs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the template says that is accepted but ignored
     # Clear values of secret inputs and secret-named literals, keyed like their "$secret" references.
     # Never serialised by to_dict(): the store keeps them encrypted.
     secrets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -195,6 +198,7 @@ class Plan:
             elasticity=Elasticity(**data.get("elasticity", {})),
             placement=list(data.get("placement", [])),
             missing_inputs=list(data.get("missing_inputs", [])),
+            warnings=list(data.get("warnings", [])),
         )
 
     @classmethod

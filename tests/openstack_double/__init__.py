@@ -6,6 +6,9 @@ unmodified openstacksdk runs against it: realistic asynchronous states and injec
         cloud.faults.error_rate = 0.2       # 20 % of service calls answer 500/503/429
         cloud.behaviour.build_seconds = 2   # BUILD for 2 s, then ACTIVE
         cloud.quotas.instances = 3          # Nova's quota message past 3 servers
+
+One project by default (`cloud.cloud`); federated users get projects of their own (identity.py), each with its own
+servers, networks and key pairs (`cloud.project("alice")`). A request acts on the project of its token.
 """
 
 from __future__ import annotations
@@ -17,12 +20,25 @@ from typing import Any
 
 from .compute import Compute
 from .http import DoubleServer, Faults, Request, Router
-from .identity import PROJECT_NAME, REGION, Credentials, Identity
+from .identity import PROJECT_NAME, REGION, Credentials, Identity, ServiceCall
 from .network import Network
 from .state import IMAGES, PROJECT_ID, Behaviour, Cloud, Quotas
 from .storage import Images, Volumes
 
-__all__ = ["IMAGES", "PROJECT_ID", "Behaviour", "Credentials", "Faults", "OpenStackDouble", "Quotas"]
+__all__ = ["IMAGES", "PROJECT_ID", "Behaviour", "Credentials", "Faults", "OpenStackDouble", "Quotas", "ServiceCall"]
+
+
+class _RequestProject:
+    """Stands for the Cloud of the project the current request's token is scoped to (services hold one of these)."""
+
+    def __init__(self, clouds: dict[str, Cloud], default: str) -> None:
+        self._clouds, self._default, self._current = clouds, default, threading.local()
+
+    def use(self, project_id: str) -> None:
+        self._current.project = project_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clouds[getattr(self._current, "project", self._default)], name)
 
 
 class OpenStackDouble:
@@ -40,17 +56,20 @@ class OpenStackDouble:
         self.quotas = quotas or Quotas()
         self.credentials = credentials or Credentials()
         self.cloud = Cloud(self.behaviour, self.quotas)
+        self.clouds = {PROJECT_ID: self.cloud}  # by project id
         self.lock = threading.RLock()
         router = Router()
-        self.server = DoubleServer(router, self.faults, self.lock, self.cloud.tick)
+        self.server = DoubleServer(router, self.faults, self.lock, self._tick)
         url = lambda: self.server.url  # noqa: E731
-        self.identity = Identity(url, self.credentials)
+        self.identity = Identity(url, self.credentials, self._new_project)
+        self._request_project = _RequestProject(self.clouds, PROJECT_ID)
+        current: Any = self._request_project
         for service in (
             self.identity,
-            Compute(self.cloud, url, random.Random(self.faults.seed)),
-            Network(self.cloud, url),
-            Images(self.cloud, url),
-            Volumes(self.cloud, url),
+            Compute(current, url, random.Random(self.faults.seed)),
+            Network(current, url),
+            Images(current, url),
+            Volumes(current, url),
         ):
             service.register(router)
         self.server.authorize = self._authorize
@@ -58,7 +77,21 @@ class OpenStackDouble:
     def _authorize(self, op: str, request: Request) -> None:
         if op.startswith("identity.") or op.endswith((".versions", ".version")):
             return
-        self.identity.check(request)
+        self._request_project.use(self.identity.check(request, op))
+
+    def _new_project(self, project_id: str) -> None:
+        self.clouds[project_id] = Cloud(self.behaviour, Quotas())
+
+    def _tick(self) -> None:
+        for cloud in list(self.clouds.values()):
+            cloud.tick()
+
+    def project(self, name: str) -> Cloud:
+        """The resources of the project called `name` (a federated user's, created at their first login)."""
+        ids = [i for i, n in self.identity.projects.items() if n == name]
+        if not ids:
+            raise KeyError(f"no project {name!r}; projects: {sorted(self.identity.projects.values())}")
+        return self.clouds[ids[0]]
 
     # -- life ----------------------------------------------------------------------------------------------------
 

@@ -160,6 +160,9 @@ class Compute:
             elif net.get("uuid") not in cloud.networks:
                 raise _bad(f"Network {net.get('uuid')} could not be found.")
         volumes = [m for m in body.get("block_device_mapping_v2") or [] if m.get("destination_type") == "volume"]
+        zone = body.get("availability_zone") or cloud.behaviour.zones[0]
+        if zone not in cloud.behaviour.zones:
+            raise _bad("The requested availability zone is not available")
         self._check_quota(flavor)
         fails = cloud.boot_failure(body["name"], self.rng.random())
         fails = fails or self._volume_quota_failure(volumes)
@@ -176,6 +179,7 @@ class Compute:
             volumes=[],
             ready_at=time.monotonic() + cloud.behaviour.build_seconds,
             fails=fails,
+            availability_zone=zone,
         )
         for net in networks:
             if "port" in net:
@@ -302,7 +306,7 @@ class Compute:
             "OS-EXT-STS:task_state": server.task_state,
             "OS-EXT-STS:vm_state": {"BUILD": "building", "ACTIVE": "active", "ERROR": "error"}[server.status],
             "OS-EXT-STS:power_state": 1 if server.status == "ACTIVE" else 0,
-            "OS-EXT-AZ:availability_zone": "nova",
+            "OS-EXT-AZ:availability_zone": server.availability_zone,
             "OS-DCF:diskConfig": "MANUAL",
             "os-extended-volumes:volumes_attached": [{"id": v, "delete_on_termination": d} for v, d in server.volumes],
             "security_groups": [
@@ -366,7 +370,8 @@ class Compute:
         return Response(200, {"volumeAttachments": attachments})
 
     def availability_zones(self, request: Request) -> Response:
-        return Response(200, {"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": True}}]})
+        zones = [{"zoneName": zone, "zoneState": {"available": True}} for zone in self.cloud.behaviour.zones]
+        return Response(200, {"availabilityZoneInfo": zones})
 
     def register(self, router: Router) -> None:
         base = "/compute/v2.1"

@@ -56,6 +56,7 @@ class Behaviour:
     delete_seconds: float = 0.3
     boot_error_names: str | None = None  # regex: servers whose name matches end in ERROR (no valid host)
     boot_error_rate: float = 0.0
+    zones: tuple[str, ...] = ("nova",)  # Nova availability zones; a server asking for none lands in the first
 
 
 @dataclass
@@ -72,6 +73,7 @@ class ServerRecord:
     volumes: list[tuple[str, bool]]  # (volume id, delete_on_termination)
     ready_at: float
     fails: str | None
+    availability_zone: str = "nova"
     created: str = field(default_factory=now_iso)
     status: str = "BUILD"
     task_state: str | None = "spawning"

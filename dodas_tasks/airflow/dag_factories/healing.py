@@ -64,9 +64,11 @@ def run_is_active(context: Context) -> Any:
 
 def heal(context: Context, log: Any) -> list[str]:
     """The healing pass: every serving deployment checked; returns the deployment DAGs to run."""
+    from dodas_tasks.airflow.hooks.iam import owner_tokens_for
     from dodas_tasks.elastic.health import check_all
 
-    reports = check_all(shared_store(), run_is_active(context), log=log)
+    store = shared_store()
+    reports = check_all(store, run_is_active(context), log=log, tokens_for=owner_tokens_for(store))
     for report in reports:
         if report.marked or report.notes:
             log(f"{report.deployment_id}: marked {report.marked or 'none'}; {'; '.join(report.notes)}")

@@ -32,19 +32,21 @@ def leak_collector_dag() -> DAG:
 @task  # no docstring: TaskFlow would show it as the task's doc
 def collect() -> dict:
     # one leak collection pass over every configured cloud; returns its counts and errors
+    from dodas_tasks.airflow.hooks.iam import owner_tokens_for
     from dodas_tasks.deploy.leaks import collect_leaks
     from dodas_tasks.store import Store
 
     grace = timedelta(seconds=float(os.environ.get("DODAS_LEAK_GRACE_S", "900")))
     with Store() as store:
-        report = collect_leaks(store, grace=grace, log=print)
-    if report.errors:
-        print("\n".join(report.errors))
+        report = collect_leaks(store, grace=grace, log=print, tokens_for=owner_tokens_for(store))
+    if report.errors or report.not_collectable:
+        print("\n".join(report.errors + report.not_collectable))
     return {
         "checked": report.checked,
         "removed": report.removed,
         "kept_young": report.kept_young,
         "errors": report.errors,
+        "not_collectable": report.not_collectable,
     }
 
 

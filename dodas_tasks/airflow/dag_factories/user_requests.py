@@ -72,12 +72,23 @@ def submit_dag() -> DAG:
                 title="Options",
                 description='Optional, e.g. {"on_partial": "keep", "min_ready": 0.8, "max_providers_retry": 2}',
             ),
-            # "access_token" is in Airflow's sensitive names: the masker hides it in conf and logs
-            "access_token": Param(
+            "delegation": Param(
                 None,
                 type=["null", "string"],
-                title="IAM access token (optional)",
-                description="Your INDIGO IAM access token: the deployment becomes yours and can act for you for months",
+                title="Delegation (optional)",
+                description="Makes the deployment yours, able to act for you for months: the handle that "
+                "POST /dodas/orchestrator/delegations answers to your IAM access token (or `dodas submit "
+                "--oidc-agent`). Valid once, for 15 minutes.",
+            ),
+            # An access token given here would stay in the run's conf, an Airflow table: runs carrying one are
+            # refused when they are created (const: hidden in the form), before anything stores it.
+            "access_token": Param(
+                None,
+                type=["null", "string"],  # admits null: the form requires nothing (the field is hidden: const)
+                const=None,
+                title="IAM access token (not accepted)",
+                description="Not accepted in a run's conf: delegate it at POST /dodas/orchestrator/delegations "
+                "and give the handle as `delegation`.",
             ),
         },
         doc_md=(
@@ -189,18 +200,15 @@ def template_choices() -> list[str]:
 def register_submission(params: dict[str, Any], user: str | None, template_chosen: bool = True) -> dict[str, str]:
     """Validate and register a submission; a bad template or input fails the task with the full report.
 
-    A pasted template wins over the template choice (said in `source` when one was `template_chosen`). With an IAM
-    `access_token` the deployment is delegated: owned by the token's subject, refreshed for hours.
+    A pasted template wins over the template choice (said in `source` when one was `template_chosen`). With a
+    `delegation` (the handle of an IAM token delegated at the API) the deployment is owned by the token's subject
+    and acts for them for months; the run's conf never holds an access token.
     """
-    token = params.get("access_token") or None
-    iam = None
-    if token:
+    delegation = params.get("delegation") or None
+    if delegation:
         from airflow.sdk.log import mask_secret
 
-        mask_secret(token)  # before anything can log it
-        from dodas_tasks.airflow.hooks.iam import IamHook
-
-        iam = IamHook().client
+        mask_secret(delegation)  # until this task takes it, it names the owner's delegation
     text = (params.get("template_text") or "").strip()
     name = params.get("template") or ""
     if text:
@@ -231,15 +239,14 @@ def register_submission(params: dict[str, Any], user: str | None, template_chose
                 cloud=params.get("cloud") or "local",
                 owner=service.Owner(subject=user or "airflow-user", issuer=service.AIRFLOW_ISSUER),
                 source=source,
-                access_token=token,
-                iam=iam,
+                delegation=delegation,
                 failover_clouds=list(params.get("failover_clouds") or []),
                 options=dict(params.get("options") or {}),
             )
         except DodasTemplateError as exc:
             log.error("%s", exc.report())
             raise AirflowFailException(exc.report()) from None
-        except IamError as exc:  # invalid/expired token, IdP down: nothing was created; no token in the message
+        except IamError as exc:  # unknown or used delegation: nothing was created; no secret in the message
             raise AirflowFailException(f"IAM: {exc}") from None
     log.info("registered deployment %s: its DAG is %s", deployment_id, deployment_dag_id(deployment_id))
     return {"deployment_id": deployment_id, "dag_id": deployment_dag_id(deployment_id), "source": origin}

@@ -7,6 +7,7 @@ id, password = client secret, extra = {"scopes": "openid profile offline_access"
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -14,9 +15,8 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
 from dodas_tasks.iam import IamClient, IamConfig, TokenSource, shared_client
-from dodas_tasks.iam.cloud_credentials import AwsWebIdentity
 from dodas_tasks.iam.config import DEFAULT_DELEGATION_SCOPES
-from dodas_tasks.store import Store
+from dodas_tasks.store import DeploymentRecord, Store
 
 
 class IamHook(BaseHook):
@@ -53,6 +53,25 @@ class IamHook(BaseHook):
         return True, f"IdP {self.client.config.issuer} answered and accepted client {self.client.config.client_id}"
 
 
+def owner_access_tokens(store: Store, deployment_id: str) -> Callable[[], str]:
+    """The deployment owner's fresh access tokens for the cloud drivers; the IdP's connection is read only when a
+    driver asks (sites that act as the owner), so service-credential sites never need it."""
+
+    def access_token() -> str:
+        return IamHook().token_source(store, deployment_id).access_token()
+
+    return access_token
+
+
+def owner_tokens_for(store: Store) -> Callable[[DeploymentRecord], Callable[[], str] | None]:
+    """For passes over many deployments (healing, leak collection): each delegated deployment's owner tokens."""
+
+    def tokens_for(dep: DeploymentRecord) -> Callable[[], str] | None:
+        return owner_access_tokens(store, dep.id) if dep.has_refresh_token else None
+
+    return tokens_for
+
+
 def config_from_connection(conn: Any) -> IamConfig:
     """IamConfig from an Airflow connection (see the module docstring); the secret is registered for masking."""
     extra = conn.extra_dejson or {}
@@ -77,22 +96,4 @@ def config_from_connection(conn: Any) -> IamConfig:
         group_claim=extra.get("group_claim") or "groups",
         leeway_s=int(extra.get("leeway_s", 30)),
         timeout_s=float(extra.get("timeout_s", 10)),
-    )
-
-
-def aws_web_identity(aws_conn_id: str, session_name: str = "dodas") -> AwsWebIdentity:
-    """STS settings from an Airflow aws connection: extra role_arn (required), endpoint_url, region_name."""
-    extra = BaseHook.get_connection(aws_conn_id).extra_dejson or {}
-    role_arn = extra.get("role_arn")
-    if not role_arn:
-        raise ValueError(
-            f"aws connection {aws_conn_id!r} has no role_arn in its extra: add the role that the IdP's tokens may "
-            'assume, e.g. {"role_arn": "arn:aws:iam::123456789012:role/dodas"}'
-        )
-    return AwsWebIdentity(
-        role_arn=role_arn,
-        endpoint_url=extra.get("sts_endpoint_url") or extra.get("endpoint_url"),
-        region_name=extra.get("region_name") or "us-east-1",
-        session_name=session_name,
-        duration_s=int(extra.get("duration_seconds", 3600)),
     )

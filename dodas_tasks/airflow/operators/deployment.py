@@ -49,10 +49,19 @@ def records_failure(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def wrapper(self: DeploymentOperator, context: Context, *args: Any, **kwargs: Any) -> Any:
+        from dodas_tasks.iam import RefreshTokenRevoked
+
         try:
             return method(self, context, *args, **kwargs)
         except (AirflowSkipException, TaskDeferred):
             raise
+        except RefreshTokenRevoked as exc:  # met in a cloud call (a site acting as the owner): fail it, saying so
+            with Store() as store:
+                reason = _owner_lost(store, self.deployment_id, exc)
+                from dodas_tasks.deploy.finalize import record_failure
+
+                record_failure(store, self.deployment_id, self.task_id, AirflowFailException(reason))
+            raise AirflowFailException(reason) from None
         except Exception as exc:
             from dodas_tasks.deploy.finalize import record_failure
 
@@ -65,6 +74,23 @@ def records_failure(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _owner_lost(store: Store, deployment_id: str, exc: Exception) -> str:
+    from dodas_tasks.iam import mark_token_failure
+
+    return mark_token_failure(store, deployment_id, exc)
+
+
+def _masking(source: Callable[[], str], mask: Callable[[str], None]) -> Callable[[], str]:
+    """The token source, each token it gives registered with Airflow's masker before anything can log it."""
+
+    def access_token() -> str:
+        token = source()
+        mask(token)
+        return token
+
+    return access_token
+
+
 class DeploymentOperator(BaseOperator):
     """Base: knows its deployment; logs go to the task log through `self.log`."""
 
@@ -74,7 +100,8 @@ class DeploymentOperator(BaseOperator):
     def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deployment_id = deployment_id
-        self.token_source: Any = None  # set per execution for delegated deployments (clouds needing the user)
+        self.token_source: Any = None  # set per execution for delegated deployments (frameworks needing the user)
+        self.owner_tokens: Callable[[], str] | None = None  # the same tokens, masked, for the cloud drivers
 
     def _store(self) -> Store:
         store = Store()
@@ -84,20 +111,26 @@ class DeploymentOperator(BaseOperator):
 
     def _act_for_owner(self, store: Store) -> None:
         """A delegated deployment acts for its owner: every task gets a fresh access token from the one token
-        source (refreshed on the way, however long the deployment); a dead delegation fails it, saying so."""
+        source (refreshed on the way, however long the deployment), which also reaches the cloud drivers (sites
+        that act as the owner); a dead delegation fails it, saying so. A deletion does not check it first: only
+        a site that needs the owner to delete fails on it."""
         dep = store.get_deployment(self.deployment_id)
-        if not dep.has_refresh_token or dep.status in DELETING_OR_DELETED:
+        if not dep.has_refresh_token:
             return
         from airflow.sdk.log import mask_secret
 
-        from dodas_tasks.airflow.hooks.iam import IamHook
-        from dodas_tasks.iam import RefreshTokenRevoked, mark_token_failure
+        from dodas_tasks.airflow.hooks.iam import IamHook, owner_access_tokens
+        from dodas_tasks.iam import RefreshTokenRevoked
 
+        if dep.status in DELETING_OR_DELETED:  # read the IdP's connection only if a cloud asks for the owner
+            self.owner_tokens = _masking(owner_access_tokens(store, self.deployment_id), mask_secret)
+            return
         self.token_source = IamHook().token_source(store, self.deployment_id)
+        self.owner_tokens = _masking(self.token_source, mask_secret)
         try:
-            mask_secret(self.token_source.access_token())
+            self.owner_tokens()
         except RefreshTokenRevoked as exc:
-            raise AirflowFailException(mark_token_failure(store, self.deployment_id, exc)) from None
+            raise AirflowFailException(_owner_lost(store, self.deployment_id, exc)) from None
 
     def _deleting(self, store: Store) -> bool:
         return store.get_deployment(self.deployment_id).status in DELETING_OR_DELETED
@@ -147,7 +180,7 @@ class BeginOperator(DeploymentOperator):
             context["ti"].xcom_push(key=SINCE_EVENT_KEY, value=since)  # kept even if the quota refuses the run
             if not deleting:
                 try:
-                    check_quota(store, self.deployment_id, log=self.log.info)
+                    check_quota(store, self.deployment_id, log=self.log.info, tokens=self.owner_tokens)
                 except QuotaExceeded as exc:  # before any VM: cannot pass by trying again
                     raise AirflowFailException(str(exc)) from None
             return since
@@ -169,7 +202,7 @@ class ProvisionGroupOperator(DeploymentOperator):
     def _provisioner(self, store: Store) -> Any:
         from dodas_tasks.deploy.provision import GroupProvisioner
 
-        return GroupProvisioner(store, self.deployment_id, self.group, log=self.log.info)
+        return GroupProvisioner(store, self.deployment_id, self.group, log=self.log.info, tokens=self.owner_tokens)
 
     def _budget(self, context: Context, store: Store) -> Any:
         from dodas_tasks.deploy.backfill import backfill_budget
@@ -331,6 +364,7 @@ class FinalizeOperator(DeploymentOperator):
                 iam=iam,
                 site_services=AirflowSiteServices(),
                 deletion_run=self._deletion_run(context),
+                tokens=self.owner_tokens,
             )
         if outcome.failed:
             raise AirflowFailException(outcome.reason)

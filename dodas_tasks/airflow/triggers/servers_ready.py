@@ -35,13 +35,17 @@ class ServersReadyTrigger(BaseTrigger):
 
     def _poll(self) -> dict[str, str] | None:
         """The nodes' cloud statuses, or None when the deployment is being deleted."""
+        from dodas_tasks.airflow.hooks.iam import owner_access_tokens
         from dodas_tasks.deploy.provision import GroupProvisioner
         from dodas_tasks.store import DeploymentStatus, Store
 
         with Store() as store:
-            if store.get_deployment(self.deployment_id).status == DeploymentStatus.DELETE_IN_PROGRESS:
+            dep = store.get_deployment(self.deployment_id)
+            if dep.status == DeploymentStatus.DELETE_IN_PROGRESS:
                 return None
-            return GroupProvisioner(store, self.deployment_id, self.group).poll(self.node_ids)
+            # sites acting as the owner need the owner's tokens
+            tokens = owner_access_tokens(store, self.deployment_id) if dep.has_refresh_token else None
+            return GroupProvisioner(store, self.deployment_id, self.group, tokens=tokens).poll(self.node_ids)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:

@@ -1,5 +1,8 @@
 """EC2Driver: the CloudDriver interface on boto3 (via the Amazon provider's EC2Hook and an Airflow connection).
 
+Every instance is in its deployment's security group (all traffic between its members) and its compute group's
+(SSH and the template's published ports); an availability zone launches it in that zone's default subnet.
+
 Crash safety: every RunInstances carries a ClientToken derived from (deployment, group, index, attempt), so a
 retried call returns the instance the first one made. Security groups are named from their rules, volumes are
 EBS block-device mappings deleted with their instance, public IPs are auto-assigned (no Elastic IP to leak).
@@ -10,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,18 +28,28 @@ from dodas_tasks.clouds.base import (
     ERROR,
     CloudDriver,
     CloudError,
+    OwnerIdentity,
     QuotaRoom,
     Server,
     ServerSpec,
+    SiteAuth,
     SshGateway,
     gateway_from_extra,
 )
+from dodas_tasks.clouds.ec2 import client as clients
 from dodas_tasks.clouds.ec2 import resources
 from dodas_tasks.clouds.ec2.catalog import DEFAULT_IMAGE_OWNERS, instance_types, named_type, resolve_image
 from dodas_tasks.clouds.ec2.client import Ec2Connection, conn_id_from_env, connect
 from dodas_tasks.clouds.ec2.errors import aws_errors, error_code, translate
 from dodas_tasks.clouds.ec2.resources import ProjectResource
-from dodas_tasks.clouds.ec2.rules import Rule, from_permissions, ingress_rules, security_group_name, to_permissions
+from dodas_tasks.clouds.ec2.rules import (
+    Rule,
+    deployment_group_name,
+    ingress_rules,
+    missing_port_rules,
+    missing_self_rule,
+    security_group_name,
+)
 from dodas_tasks.clouds.ec2.tokens import client_token, slot_key
 from dodas_tasks.clouds.sizing import choose_flavor
 from dodas_tasks.naming import (
@@ -63,7 +77,8 @@ class EC2Driver(CloudDriver):
     """AWS EC2 (or any endpoint speaking its API, e.g. moto) through Airflow connection `aws_conn_id`.
 
     Settings not given here come from the connection extra: `dodas_default_image` (used when the template names
-    no image), `dodas_subnet_id` (else the region's default subnet), `dodas_image_owners`, `dodas_max_concurrency`.
+    no image), `dodas_subnet_id` (else the region's default subnet), `dodas_image_owners`, `dodas_max_concurrency`,
+    `dodas_auth` (`owner`: act as the deployment's `owner` through STS web identity, see client.py).
     """
 
     name = "ec2"
@@ -75,8 +90,10 @@ class EC2Driver(CloudDriver):
         default_image: str | None = None,
         subnet_id: str | None = None,
         termination_timeout_s: float = 600.0,
+        owner: OwnerIdentity | None = None,
     ) -> None:
         self.conn_id = aws_conn_id or conn_id_from_env()
+        self._owner = owner
         self._max_concurrency = max_concurrency
         self._default_image = default_image
         self._subnet_id = subnet_id
@@ -85,7 +102,12 @@ class EC2Driver(CloudDriver):
         self._lock = threading.Lock()
         self._group_locks: dict[str, threading.Lock] = {}
         self._groups: dict[str, str] = {}  # security group name -> id, ensured by this driver
-        self._subnet: dict[str, str] | None = None
+        self._subnets: dict[str | None, dict[str, str]] = {}  # by availability zone (None: the default one)
+
+    @classmethod
+    def site_auth(cls, aws_conn_id: str | None = None) -> SiteAuth:
+        """How the site authenticates (the connection's extra dodas_auth), without calling AWS."""
+        return clients.site_auth(aws_conn_id or conn_id_from_env())
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -103,7 +125,7 @@ class EC2Driver(CloudDriver):
     @property
     def conn(self) -> Ec2Connection:
         if self._conn is None:
-            self._conn = connect(self.conn_id)
+            self._conn = connect(self.conn_id, self._owner)
         return self._conn
 
     @property
@@ -126,8 +148,8 @@ class EC2Driver(CloudDriver):
             flavor = choose_flavor(options, replace(spec.flavor, disk_gb=0), "EC2")
         rules = ingress_rules(spec.ports)
         devices = self._block_devices(spec, image)  # validates volumes before anything is created
-        subnet = self._default_subnet()
-        group_id = self._ensure_security_group(spec, rules, subnet["VpcId"])
+        subnet = self._default_subnet(spec.availability_zone)
+        group_ids = self._security_groups(spec, rules, subnet["VpcId"])
         tags = _aws_tags({**spec.tags, "Name": spec.name})
         params: dict[str, Any] = {
             "ImageId": image.id,
@@ -139,7 +161,7 @@ class EC2Driver(CloudDriver):
                 {
                     "DeviceIndex": 0,
                     "SubnetId": subnet["SubnetId"],
-                    "Groups": [group_id],
+                    "Groups": group_ids,
                     "AssociatePublicIpAddress": spec.network.upper() == "PUBLIC",
                     "DeleteOnTermination": True,
                 }
@@ -149,6 +171,8 @@ class EC2Driver(CloudDriver):
         }
         if devices:
             params["BlockDeviceMappings"] = devices
+        if spec.availability_zone:
+            params["Placement"] = {"AvailabilityZone": spec.availability_zone}
         if spec.user_data:
             params["UserData"] = spec.user_data
         return self._run_idempotent(spec, params)
@@ -203,10 +227,12 @@ class EC2Driver(CloudDriver):
         groups = {g["GroupId"]: g["GroupName"] for g in instance.get("SecurityGroups", [])}
         for nic in instance.get("NetworkInterfaces", []):
             groups.update({g["GroupId"]: g["GroupName"] for g in nic.get("Groups", [])})
-        ours = [gid for gid, name in groups.items() if name.startswith(PREFIX)]
-        if ours and not self._group_alive(_tags_of(instance)):
+        ours = {gid: name for gid, name in groups.items() if name.startswith(PREFIX)}
+        tags = _tags_of(instance)
+        unused = [gid for gid, name in ours.items() if not self._still_used(tags, name)]
+        if unused:
             self._wait_terminated(server_id)
-            for group_id in ours:
+            for group_id in unused:
                 self.delete_security_group(group_id)
 
     def _describe_instance(self, server_id: str) -> dict[str, Any] | None:
@@ -223,12 +249,16 @@ class EC2Driver(CloudDriver):
             pages = self.client.get_paginator("describe_instances").paginate(Filters=filters)
             return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
 
-    def _group_alive(self, tags: dict[str, str]) -> bool:
-        """Whether the compute group still has live instances (its security group is still needed). Asked by tag,
-        not by group id: that filter misses groups set on network interfaces on some endpoints (moto)."""
+    def _still_used(self, tags: dict[str, str], group_name: str) -> bool:
+        """Whether live instances still need a security group of a terminated one: the deployment's group while the
+        deployment has some, a compute group's while that group has some. Asked by tag, not by group id: that
+        filter misses groups set on network interfaces on some endpoints (moto)."""
         if TAG_DEPLOYMENT not in tags or TAG_GROUP not in tags:
             return True  # not a DODAS group member: never delete its security groups
-        filters = [{"Name": f"tag:{k}", "Values": [tags[k]]} for k in (TAG_DEPLOYMENT, TAG_GROUP)]
+        scope = [TAG_DEPLOYMENT]
+        if group_name != deployment_group_name(tags[TAG_DEPLOYMENT]):
+            scope.append(TAG_GROUP)
+        filters = [{"Name": f"tag:{k}", "Values": [tags[k]]} for k in scope]
         return bool(self._instances([*filters, {"Name": "instance-state-name", "Values": LIVE_STATES}]))
 
     def _wait_terminated(self, server_id: str) -> None:
@@ -283,10 +313,36 @@ class EC2Driver(CloudDriver):
 
     # -- security groups ----------------------------------------------------------------------------------------
 
-    def _ensure_security_group(self, spec: ServerSpec, rules: list[Rule], vpc_id: str) -> str:
-        """The group for this deployment, compute group and port set, created once and completed if a crash
-        left it without some of its rules."""
+    def _security_groups(self, spec: ServerSpec, rules: list[Rule], vpc_id: str) -> list[str]:
+        """The deployment's group (when the server belongs to one) and the compute group's, ensured."""
+        group_tags = {k: spec.tags[k] for k in (TAG_DEPLOYMENT, TAG_GROUP) if k in spec.tags}
         name = security_group_name(spec.tags, spec.name, rules)
+        owner = spec.tags.get(TAG_DEPLOYMENT, spec.name)
+        ports = self._ensure_group(
+            name, vpc_id, group_tags, f"DODAS {owner} ports", lambda group: missing_port_rules(group, rules)
+        )
+        deployment = spec.tags.get(TAG_DEPLOYMENT)
+        if deployment is None:
+            return [ports]
+        shared = self._ensure_group(
+            deployment_group_name(deployment),
+            vpc_id,
+            {TAG_DEPLOYMENT: deployment},
+            f"DODAS {deployment}: its VMs reach each other",
+            missing_self_rule,
+        )
+        return [shared, ports]
+
+    def _ensure_group(
+        self,
+        name: str,
+        vpc_id: str,
+        tags: dict[str, str],
+        description: str,
+        missing: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    ) -> str:
+        """A security group created once and given the IpPermissions `missing` says it lacks (a crash may have left
+        it without some)."""
         with self._lock:
             lock = self._group_locks.setdefault(name, threading.Lock())
         with lock:
@@ -294,18 +350,17 @@ class EC2Driver(CloudDriver):
                 return self._groups[name]
             group = self._find_group(name, vpc_id)
             if group is None:
-                tags = {TAG_PROJECT: PROJECT_TAG, "Name": name}
-                tags.update({k: spec.tags[k] for k in (TAG_DEPLOYMENT, TAG_GROUP) if k in spec.tags})
+                all_tags = {TAG_PROJECT: PROJECT_TAG, "Name": name, **tags}
                 try:
                     self._call(
                         "CreateSecurityGroup",
                         GroupName=name,
-                        Description=f"DODAS {spec.tags.get(TAG_DEPLOYMENT, spec.name)} ports",
+                        Description=description,
                         VpcId=vpc_id,
                         TagSpecifications=[
                             {
                                 "ResourceType": "security-group",
-                                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                                "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()],
                             }
                         ],
                     )
@@ -315,14 +370,10 @@ class EC2Driver(CloudDriver):
                 group = self._find_group(name, vpc_id)
                 if group is None:
                     raise CloudError(f"security group {name} vanished right after creation", retryable=True)
-            missing = sorted(set(rules) - from_permissions(group.get("IpPermissions", [])))
-            if missing:
+            permissions = missing(group)
+            if permissions:
                 try:
-                    self._call(
-                        "AuthorizeSecurityGroupIngress",
-                        GroupId=group["GroupId"],
-                        IpPermissions=to_permissions(missing),
-                    )
+                    self._call("AuthorizeSecurityGroupIngress", GroupId=group["GroupId"], IpPermissions=permissions)
                 except CloudError as exc:
                     if error_code(exc) != "InvalidPermission.Duplicate":
                         raise
@@ -399,14 +450,15 @@ class EC2Driver(CloudDriver):
         owners = self.conn.extra.get("dodas_image_owners")
         return tuple(owners) if owners else DEFAULT_IMAGE_OWNERS
 
-    def _default_subnet(self) -> dict[str, str]:
-        """The configured subnet, else the region's first default subnet (sorted by zone for stability)."""
+    def _default_subnet(self, zone: str | None = None) -> dict[str, str]:
+        """The configured subnet, else the region's first default subnet (sorted by zone for stability); with a
+        zone, the default subnet of that zone (a configured subnet must lie in it)."""
         with self._lock:  # held while asking: 20 threads creating at once ask once
-            if self._subnet is None:
-                self._subnet = self._find_subnet()
-            return self._subnet
+            if zone not in self._subnets:
+                self._subnets[zone] = self._find_subnet(zone)
+            return self._subnets[zone]
 
-    def _find_subnet(self) -> dict[str, str]:
+    def _find_subnet(self, zone: str | None) -> dict[str, str]:
         subnet_id = self._subnet_id or self.conn.extra.get("dodas_subnet_id")
         if subnet_id:
             found = self._call("DescribeSubnets", SubnetIds=[subnet_id])["Subnets"]
@@ -417,6 +469,12 @@ class EC2Driver(CloudDriver):
                 f"no subnet to launch in: the region has no default VPC; set dodas_subnet_id in the extra of "
                 f"Airflow connection {self.conn_id!r}"
             )
+        if zone is not None:
+            zones = sorted({s.get("AvailabilityZone", "") for s in found})
+            found = [s for s in found if s.get("AvailabilityZone") == zone]
+            if not found:
+                where = f"subnet {subnet_id} is in {', '.join(zones)}" if subnet_id else f"zones: {', '.join(zones)}"
+                raise CloudError(f"availability zone {zone!r} has no subnet to launch in ({where})")
         subnet = min(found, key=lambda s: (s.get("AvailabilityZone", ""), s["SubnetId"]))
         return {"SubnetId": subnet["SubnetId"], "VpcId": subnet["VpcId"]}
 

@@ -1,4 +1,9 @@
-"""TOSCA endpoint ports → EC2 security group rules, and the security groups named after their rules."""
+"""TOSCA endpoint ports → EC2 security group rules, and the security groups named after their rules.
+
+Every VM is in two groups: its compute group's (SSH and the ports the template publishes, each to its remote_cidr)
+and its deployment's, whose one rule lets every VM of the deployment reach every other on any port. Nothing else
+is open to the world.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +46,25 @@ def security_group_name(tags: Mapping[str, str], name: str, rules: list[Rule]) -
     digest = hashlib.sha256(repr(rules).encode()).hexdigest()[:8]
     owner = tags.get(TAG_DEPLOYMENT) or name
     return resource_name(owner, tags.get(TAG_GROUP, "vm"), digest)[:255]
+
+
+def deployment_group_name(deployment_id: str) -> str:
+    """The security group every VM of a deployment is in (as on OpenStack): its members reach each other."""
+    return resource_name(deployment_id)
+
+
+def missing_self_rule(group: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The IpPermissions a deployment's group still lacks: all traffic from the group itself, if not there yet."""
+    own = group["GroupId"]
+    pairs = [pair for perm in group.get("IpPermissions", []) for pair in perm.get("UserIdGroupPairs", [])]
+    if any(pair.get("GroupId") == own for pair in pairs):
+        return []
+    return [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": own}]}]
+
+
+def missing_port_rules(group: Mapping[str, Any], rules: list[Rule]) -> list[dict[str, Any]]:
+    """The IpPermissions a compute group's security group still lacks (a crash may have left some out)."""
+    return to_permissions(sorted(set(rules) - from_permissions(group.get("IpPermissions", []))))
 
 
 def to_permissions(rules: Iterable[Rule]) -> list[dict[str, Any]]:

@@ -37,18 +37,20 @@ from dodas_tasks.clouds.base import (
     PROJECT_TAG,
     CloudDriver,
     CloudError,
+    OwnerIdentity,
     ProjectResource,
     QuotaRoom,
     Server,
     ServerSpec,
+    SiteAuth,
     SshGateway,
     gateway_from_extra,
 )
-from dodas_tasks.clouds.openstack import nova
+from dodas_tasks.clouds.openstack import connection, nova
 from dodas_tasks.clouds.openstack.connection import SiteSettings, TokenProvider, airflow_connection, site_hook
 from dodas_tasks.clouds.openstack.errors import cloud_errors
 from dodas_tasks.clouds.openstack.rules import group_sg_name, ingress_rules, internal_sg_name
-from dodas_tasks.clouds.openstack.site_cache import site_cache
+from dodas_tasks.clouds.openstack.site_cache import SiteCache, site_cache
 from dodas_tasks.clouds.sizing import FlavorOption, choose_flavor, parse_image
 from dodas_tasks.naming import PREFIX, TAG_DEPLOYMENT, TAG_GROUP, TAG_PROJECT, deployment_in_name
 
@@ -79,7 +81,10 @@ def _resource(
 
 class OpenStackCloud(CloudDriver):
     """One OpenStack site, reached through the Airflow connection `openstack_conn_id`
-    (default: env DODAS_OPENSTACK_CONN_ID, else "openstack_default")."""
+    (default: env DODAS_OPENSTACK_CONN_ID, else "openstack_default").
+
+    `owner`: the deployment's owner, used when the connection says the site acts as the owners (dodas_auth:
+    owner, see connection.py); every call then runs on a Keystone token of the owner's federated login."""
 
     name = "openstack"
 
@@ -88,14 +93,22 @@ class OpenStackCloud(CloudDriver):
         openstack_conn_id: str | None = None,
         token_provider: TokenProvider | None = None,
         max_concurrency: int | None = None,
+        owner: OwnerIdentity | None = None,
     ) -> None:
         self.conn_id = openstack_conn_id or os.environ.get(CONN_ENV) or DEFAULT_CONN_ID
         self._max_concurrency = max_concurrency
-        self._hook = site_hook(self.conn_id, token_provider)
-        self._cache = site_cache(self.conn_id)
+        acting_owner = owner if self.site_auth(self.conn_id).acts_as_owner else None  # service sites ignore it
+        self._hook = site_hook(self.conn_id, token_provider, acting_owner)
+        self._per_project = acting_owner is not None
+        self._site_facts: SiteCache | None = None
         self._uncertain: set[str] = set()  # names whose create may have happened although it raised
         self._snapshot: tuple[float, dict[str, Any]] = (-SNAPSHOT_S, {})  # the last server list, by id
         self._snapshot_lock = threading.Lock()
+
+    @classmethod
+    def site_auth(cls, openstack_conn_id: str | None = None) -> SiteAuth:
+        """How the site authenticates (the connection's extra dodas_auth), without calling it."""
+        return connection.site_auth(openstack_conn_id or os.environ.get(CONN_ENV) or DEFAULT_CONN_ID)
 
     # -- connection and site facts ----------------------------------------------------------------------------
 
@@ -103,6 +116,15 @@ class OpenStackCloud(CloudDriver):
     def conn(self) -> Any:
         with cloud_errors(f"connect to OpenStack ({self.conn_id})"):
             return self._hook.get_conn()
+
+    @property
+    def _cache(self) -> SiteCache:
+        """What the site told this process; per project where the site acts as the owners (networks, security
+        groups and key pairs are each owner's own)."""
+        if self._site_facts is None:
+            scope = f"{self.conn_id}@{self.conn.current_project_id}" if self._per_project else self.conn_id
+            self._site_facts = site_cache(scope)
+        return self._site_facts
 
     @property
     def max_concurrency(self) -> int:  # type: ignore[override]
@@ -188,6 +210,8 @@ class OpenStackCloud(CloudDriver):
     # -- security groups -----------------------------------------------------------------------------------------
 
     def _security_groups(self, deployment_id: str, group: str, rules: list[dict[str, Any]]) -> list[str]:
+        """The deployment's group (every VM of the deployment reaches every other) and the compute group's (SSH and
+        the template's published ports, each to its remote_cidr)."""
         internal = self._cache.get(
             f"sg:{internal_sg_name(deployment_id)}", lambda: self._ensure_internal_sg(deployment_id)
         )
@@ -198,8 +222,12 @@ class OpenStackCloud(CloudDriver):
     def _ensure_internal_sg(self, deployment_id: str) -> str:
         name = internal_sg_name(deployment_id)
         sg_id, created = self._find_or_create_sg(name, f"{TAG_DEPLOYMENT}={deployment_id}")
-        if created:
-            self._add_rules(sg_id, [{"direction": "ingress", "ethertype": "IPv4", "remote_group_id": sg_id}])
+        if not created:  # a crash may have come between the group and its rule
+            with cloud_errors(f"read rules of {name}"):
+                existing = list(self.conn.network.security_group_rules(security_group_id=sg_id))
+            if any(r.remote_group_id == sg_id and r.direction == "ingress" for r in existing):
+                return sg_id
+        self._add_rules(sg_id, [{"direction": "ingress", "ethertype": "IPv4", "remote_group_id": sg_id}])
         return sg_id
 
     def _ensure_sg(self, name: str, deployment_id: str, group: str, rules: list[dict[str, Any]]) -> str:
@@ -258,6 +286,8 @@ class OpenStackCloud(CloudDriver):
         }
         if mappings:
             attrs["block_device_mapping_v2"] = mappings
+        if spec.availability_zone:
+            attrs["availability_zone"] = spec.availability_zone
         if spec.user_data:
             attrs["user_data"] = base64.b64encode(spec.user_data.encode()).decode()
         port_id = None

@@ -1,4 +1,9 @@
-"""TOSCA endpoint ports → Neutron security group rules, and the deterministic names of DODAS security groups."""
+"""TOSCA endpoint ports → Neutron security group rules, and the deterministic names of DODAS security groups.
+
+Every VM is in two groups: its deployment's, whose one rule admits all traffic from the group's own members (the
+VMs of one deployment reach each other on any port), and its compute group's: SSH and the ports the template
+publishes, each to its remote_cidr. Nothing else is open to the world.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""Spark standalone (master + workers, no Mesos): the framework deployed on the embedded local cloud."""
+"""Spark standalone (master + workers, no Mesos): the framework deployed on the embedded local cloud.
+
+An open standalone master runs anyone's code on every worker, so a cluster runs with `spark.authenticate` and a
+secret of its deployment (every RPC between master, workers, drivers and executors proves it), without the REST
+submission server, and with every daemon and web UI bound to its node's private address. The secret lives in each
+node's `spark-defaults.conf` (mode 0600), so a driver started on the master needs no flag; drivers elsewhere are
+given it (`spark.authenticate.secret`).
+"""
 
 from __future__ import annotations
 
@@ -66,8 +73,10 @@ class SparkStandalone(Framework):
         verify_partitions: int = 10,
         runtime_env: Callable[[], Mapping[str, str]] = spark_env,
         reach: Reach = direct,
+        auth_secret: str | None = None,
     ) -> None:
-        """reach: how this process opens the master's web UI (through the SSH jump hosts of the deployment)."""
+        """reach: how this process opens the master's web UI (through the SSH jump hosts of the deployment).
+        auth_secret: the deployment's Spark secret (required to configure nodes; reading the load needs none)."""
         self.master_port = master_port
         self.master_webui_port = master_webui_port
         self.worker_webui_port = worker_webui_port
@@ -78,6 +87,7 @@ class SparkStandalone(Framework):
         self._runtime_env = runtime_env
         self._reach = reach
         self._runtime: dict[str, str] | None = None
+        self._auth_secret = auth_secret
 
     def _env(self, node: Node, **extra: object) -> dict[str, str]:
         if self._runtime is None:  # found once: finding Java runs `java -version`
@@ -99,15 +109,27 @@ class SparkStandalone(Framework):
         env = self._env(node, SPARK_VERSION=metadata.version("pyspark"))
         return Script("spark-install-check", env, _body("install.sh"))
 
+    def _auth_env(self) -> dict[str, str]:
+        if not self._auth_secret:
+            raise ValueError("Spark standalone runs with authentication: give auth_secret (the deployment's secret)")
+        return {"SPARK_AUTH_SECRET": self._auth_secret}
+
     def configure_script(self, role: str, node: Node, cluster: Cluster) -> Script:
-        """Starts the master, or a worker with the node's cores and memory pointed at the cluster's master."""
+        """Writes the node's spark-defaults.conf (authentication on, no REST server), then starts the master, or a
+        worker with the node's cores and memory pointed at the cluster's master."""
         self.check_role(role)
         if role == "master":
-            env = self._env(node, SPARK_MASTER_PORT=self.master_port, SPARK_MASTER_WEBUI_PORT=self.master_webui_port)
+            env = self._env(
+                node,
+                SPARK_MASTER_PORT=self.master_port,
+                SPARK_MASTER_WEBUI_PORT=self.master_webui_port,
+                **self._auth_env(),
+            )
             return Script("spark-master", env, _body("master.sh"))
         env = self._env(
             node,
             **self._master_env(cluster),
+            **self._auth_env(),
             SPARK_WORKER_CORES=max(node.cpus, 1),
             SPARK_WORKER_MEMORY_MB=worker_memory_mb(node),
             SPARK_WORKER_WEBUI_PORT=self.worker_webui_port,
@@ -123,7 +145,8 @@ class SparkStandalone(Framework):
         return Script(f"spark-stop-{role}", self._env(node, **extra), _body("stop.sh"))
 
     def verify_script(self, cluster: Cluster) -> Script:
-        """SparkPi submitted from the master node to the master, its executors small enough for every worker."""
+        """SparkPi submitted from the master node to the master, its executors small enough for every worker; it
+        authenticates with the master node's spark-defaults.conf, as a user's driver started there does."""
         master = cluster.single("master")
         worker_memory = [worker_memory_mb(worker) for worker in cluster.nodes("worker")]
         env = self._env(

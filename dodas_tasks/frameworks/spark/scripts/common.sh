@@ -21,6 +21,30 @@ spark_dirs() {
     mkdir -p "$SPARK_CONF_DIR" "$SPARK_LOG_DIR" "$SPARK_PID_DIR" "$SPARK_WORKER_DIR" "$SPARK_LOCAL_DIRS"
 }
 
+# spark_conf: writes this node's spark-defaults.conf (mode 0600) from SPARK_AUTH_SECRET: every RPC between master,
+# workers, drivers and executors authenticates with the deployment's secret, and the master serves no REST
+# submission port. The secret then leaves the environment, so the daemons started next do not carry it.
+spark_conf() {
+    [ -n "${SPARK_AUTH_SECRET:-}" ] || fail "no SPARK_AUTH_SECRET: Spark runs with authentication only"
+    _conf="$SPARK_CONF_DIR/spark-defaults.conf"
+    rm -f "$_conf.tmp"
+    (
+        umask 077
+        {
+            echo "spark.authenticate true"
+            echo "spark.authenticate.secret $SPARK_AUTH_SECRET"
+            echo "spark.master.rest.enabled false"
+        } >"$_conf.tmp"
+    )
+    mv -f "$_conf.tmp" "$_conf"
+    unset SPARK_AUTH_SECRET
+}
+
+# conf_digest: a short digest of this node's spark-defaults.conf (a daemon started with another one is restarted).
+conf_digest() {
+    sha256sum "$SPARK_CONF_DIR/spark-defaults.conf" 2>/dev/null | cut -c1-12
+}
+
 # spark_probe MODE URL [HOST]: asks a master's /json/; MODE master: it is ALIVE; worker: HOST is an ALIVE
 # worker there; cores-used: prints HOST's used cores (0 when absent). Proxies are bypassed (loopback IPs).
 spark_probe() {
@@ -137,13 +161,13 @@ lock_node() {
 }
 
 # ensure_daemon NAME CLASS WHAT CHECK ARGS...: makes NAME run CLASS ARGS and waits until CHECK passes.
-# A run with the same ARGS that passes CHECK is left alone; one with other ARGS (new master, cores, memory)
-# is restarted. CHECK is one word (a function name).
+# A run with the same ARGS and spark-defaults.conf that passes CHECK is left alone; one with other ARGS (new
+# master, cores, memory) or configuration is restarted. CHECK is one word (a function name).
 ensure_daemon() {
     _name=$1 _class=$2 _what=$3 _check=$4
     shift 4
     lock_node "$_name"
-    _want="$_class $*"
+    _want="$_class $* (conf $(conf_digest))"
     _have=$(cat "$SPARK_PID_DIR/$_name.args" 2>/dev/null || true)
     if _pid=$(daemon_pid "$_name" "$_class"); then
         if [ "$_have" != "$_want" ]; then

@@ -1,6 +1,8 @@
 # Runs SparkPi (the Python example shipped with pyspark) against the master from this node; prints its output.
+# The driver authenticates with the node's spark-defaults.conf (spark.authenticate and the deployment's secret).
 # Needs: SPARK_MASTER_IP, SPARK_MASTER_PORT, SPARK_VERIFY_EXECUTOR_MEMORY_MB, SPARK_VERIFY_PARTITIONS.
 spark_dirs
+[ -s "$SPARK_CONF_DIR/spark-defaults.conf" ] || fail "no spark-defaults.conf in $SPARK_CONF_DIR: the master is not set up here"
 pi_py="$SPARK_HOME/examples/src/main/python/pi.py"
 [ -f "$pi_py" ] || fail "the SparkPi example is missing at $pi_py (this pyspark ships no examples)"
 command -v timeout >/dev/null || fail "the timeout command (coreutils) is missing on this node"

@@ -1,8 +1,9 @@
 # Starts a Spark standalone worker on NODE_IP for the master at SPARK_MASTER_IP (idempotent; a worker started
 # for another master, or with other cores/memory, is restarted) and waits until the master lists it ALIVE.
 # Needs: SPARK_MASTER_IP, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, SPARK_WORKER_CORES, SPARK_WORKER_MEMORY_MB,
-# SPARK_WORKER_WEBUI_PORT. Decommissioning is on, so SIGPWR drains the worker (see stop.sh).
+# SPARK_WORKER_WEBUI_PORT, SPARK_AUTH_SECRET. Decommissioning is on, so SIGPWR drains the worker (see stop.sh).
 spark_dirs
+spark_conf
 # decommissioning lets stop.sh drain the worker; cleanup removes finished apps' work dirs (after 7 days)
 export SPARK_WORKER_OPTS="-Dspark.decommission.enabled=true -Dspark.worker.cleanup.enabled=true ${SPARK_WORKER_OPTS:-}"
 master_url="spark://$SPARK_MASTER_IP:$SPARK_MASTER_PORT"
