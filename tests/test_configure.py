@@ -25,8 +25,10 @@ from dodas_tasks.configure import (
     NodesFailed,
     NodeTarget,
     NodeUnreachable,
+    SafeLog,
     ScriptFailed,
     ScriptTimedOut,
+    SessionBroken,
     generate_keypair,
     load_private_key,
     redact,
@@ -326,6 +328,89 @@ def test_check_false_returns_non_zero_exit_codes(nodes: list[SSHServer], client_
         script_timeout_s=GUARD_S,
     )
     assert result.exit_code == 5
+
+
+class DeadSupervisorLog(LogLines):
+    """The log stream of a task whose supervisor was killed: after `alive` lines, every write raises
+    BrokenPipeError, as the Task SDK's log socket does once the other end is gone."""
+
+    def __init__(self, alive: int) -> None:
+        super().__init__()
+        self.alive = alive
+
+    def __call__(self, line: str) -> None:
+        if len(self.lines) >= self.alive:
+            raise BrokenPipeError(32, "Broken pipe")
+        super().__call__(line)
+
+
+def test_a_log_stream_that_breaks_mid_script_fails_no_node(
+    nodes: list[SSHServer], client_key: KeyPair, tmp_path: Path
+) -> None:
+    """Issue 16: a task killed under its supervisor must not blame the nodes for its own broken log stream."""
+    token = uuid.uuid4().hex
+    script = f'echo "start $NODE_NAME"\nsleep 0.3\necho "middle $NODE_NAME"\ntouch "$HOME/done-{token}-$NODE_NAME"\n'
+    stream = DeadSupervisorLog(alive=3)  # a few "connected" / "start" lines get through, then the pipe breaks
+    log = SafeLog(stream)
+    results = run_on_nodes(
+        node_targets(nodes[:3]),
+        script,
+        env=lambda node: {"NODE_NAME": node.name},
+        private_key=client_key.private_openssh,
+        known_hosts={},
+        log=log,
+        script_timeout_s=GUARD_S,
+    )
+    assert sorted(results) == ["node-0", "node-1", "node-2"]
+    for index, (name, result) in enumerate(sorted(results.items())):
+        assert result.exit_code == 0 and result.stdout == f"start {name}\nmiddle {name}\n"
+        assert (nodes[index].workdir / f"done-{token}-{name}").exists()  # the script ran to its end
+    assert len(stream.lines) == 3  # nothing reached the sink after it broke, and nothing retried it
+    assert (
+        log.describe_loss()
+        == "the log stream failed (BrokenPipeError: [Errno 32] Broken pipe); later lines were dropped"
+    )
+
+    # a plain callable is guarded too: run_script returns the node's result, the loss is not its error
+    result = run_script(
+        target(nodes[3], "alone"),
+        script,
+        env={"NODE_NAME": "alone"},
+        private_key=client_key.private_openssh,
+        known_hosts={},
+        log=DeadSupervisorLog(alive=0),
+        script_timeout_s=GUARD_S,
+    )
+    assert result.exit_code == 0 and (nodes[3].workdir / f"done-{token}-alone").exists()
+
+
+def test_a_broken_ssh_channel_is_still_reported_as_one_and_may_be_retried(server_factory, client_key: KeyPair) -> None:
+    """The other side of the line drawn above: the node's SSH server dying mid-script is the node's failure."""
+    server = server_factory()
+    log = LogLines()
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            run_script(
+                target(server, "flaky"),
+                "echo started\nsleep 60\n",
+                private_key=client_key.private_openssh,
+                known_hosts={},
+                log=log,
+                script_timeout_s=GUARD_S,
+            )
+        except BaseException as error:
+            outcome["error"] = error
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    wait_for(lambda: "[flaky] started" in log.lines, "the script to start")
+    os.killpg(server.pid, signal.SIGKILL)  # the server and the script it runs, at once: the channel breaks
+    runner.join(GUARD_S)
+    error = outcome["error"]
+    assert isinstance(error, SessionBroken) and not error.permanent
+    assert str(error).startswith("SSH session to node flaky broke while the script ran")
 
 
 # --- host keys, authentication ----------------------------------------------------------------------------

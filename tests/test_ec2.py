@@ -133,6 +133,20 @@ def test_lifecycle_with_tags_volumes_and_nothing_left(driver: EC2Driver) -> None
     assert driver.get_server("i-0123456789abcdef0") is None
 
 
+def test_quota_room_is_the_accounts_max_instances_less_those_running(driver: EC2Driver) -> None:
+    """What a deployment is checked against before any VM is created (issue 16); moto's account allows 20."""
+    dep = str(uuid.uuid4())
+    before = driver.quota_room()
+    driver.import_key_pair(f"dodas-{dep}", PUBLIC_KEY)
+    made = driver.create_server(spec(dep, 0))
+    after = driver.quota_room()
+    assert after.servers == before.servers - 1 and after.cores is None
+    assert after.source.startswith("EC2 max-instances 20, ")
+    driver.delete_server(made.id)
+    driver.delete_key_pair(f"dodas-{dep}")
+    assert driver.quota_room().servers == before.servers
+
+
 def test_retried_create_makes_one_instance_and_dead_slots_get_a_new_token(driver: EC2Driver) -> None:
     dep = str(uuid.uuid4())
     driver.import_key_pair(f"dodas-{dep}", PUBLIC_KEY)

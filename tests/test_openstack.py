@@ -216,6 +216,20 @@ def test_quota_error_carries_the_numbers(double: OpenStackDouble, driver: OpenSt
     poll(lambda: empty(double), "nothing left in the double")
 
 
+def test_quota_room_is_novas_limits_less_the_projects_use(double: OpenStackDouble, driver: OpenStackCloud) -> None:
+    """What a deployment is checked against before any VM is created (issue 16)."""
+    deployment = str(uuid.uuid4())
+    assert driver.quota_room().servers is None  # -1: no limit, nothing to check
+    double.quotas.instances, double.quotas.cores = 3, 8
+    server = driver.create_server(make_spec(deployment, index=0, flavor=Flavor(cpus=2, mem_mb=1024)))
+    wait_active(driver, server.id)
+    room = driver.quota_room()
+    assert (room.servers, room.cores, room.ram_mb) == (2, 6, None)
+    assert "1/3 instances" in room.source and "2/8 cores" in room.source
+    undeploy(driver, deployment)
+    poll(lambda: empty(double), "nothing left in the double")
+
+
 def test_boot_failure_keeps_novas_fault(double: OpenStackDouble, driver: OpenStackCloud) -> None:
     deployment = str(uuid.uuid4())
     double.behaviour.boot_error_names = f"dodas-{deployment[:8]}-vm-1$"

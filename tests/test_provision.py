@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -84,3 +85,24 @@ def test_error_and_vanished_servers_are_replaced(store: Store, cloud: LocalCloud
     assert len(nodes) == 2 and {n.state for n in nodes} == {NodeState.CREATED}
     assert {n.cloud_id for n in nodes}.isdisjoint({first.cloud_id, second.cloud_id})
     assert indexes(cloud, deployment_id) == [0, 1]
+
+
+def test_retried_api_errors_leave_a_line_and_a_create_the_api_kept_failing_is_a_failed_boot(
+    store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: the local cloud's own API fails 80 % of create/delete calls. Each retried call leaves one line
+    (how many errors, the last one); a create that still fails leaves its slot ERROR for backfill, not a crash."""
+    monkeypatch.setenv("DODAS_LOCAL_API_ERROR_RATE", "0.8")
+    deployment_id = service.submit(store, PLAIN, {"count": 4})
+    lines: list[str] = []
+    progress = GroupProvisioner(store, deployment_id, "vm", log=lines.append).start()
+    retried = [line for line in lines if "API error(s) retried; last: create_server: injected API error" in line]
+    assert retried, lines
+    assert all(
+        re.match(r"dodas-\w+-vm-\d: create_server: [1-5] API error\(s\) retried; last: ", line) for line in retried
+    )
+    nodes = store.list_nodes(deployment_id)
+    failed = [n for n in nodes if n.state == NodeState.ERROR]
+    assert sorted(progress.pending) == sorted(n.id for n in nodes if n.state == NodeState.CREATING)
+    assert len(failed) + len(progress.pending) == 4
+    assert all("create failed" in (n.state_reason or "") and n.cloud_id is None for n in failed)

@@ -37,6 +37,7 @@ __all__ = [
     "OwnerIdentity",
     "OwnerRequired",
     "QuotaExceeded",
+    "QuotaRoom",
     "Server",
     "ServerNotFound",
     "ServerSpec",
@@ -203,6 +204,17 @@ class ProjectResource:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class QuotaRoom:
+    """What the project may still create on a cloud, as the cloud tells it (None: not told, not checked);
+    `source` says where the numbers come from, for the refusal's message."""
+
+    servers: int | None = None
+    cores: int | None = None
+    ram_mb: int | None = None
+    source: str = ""
+
+
 # Parallel cloud calls per provisioning pass. IM does 5; 32 creates 50 VMs in two waves, and clouds that push back
 # answer 429/503, which are retried with jittered backoff. Per site: connection extra `dodas_max_concurrency`.
 DEFAULT_CONCURRENCY = 32
@@ -247,6 +259,11 @@ class CloudDriver(ABC):
 
     def ssh_gateway(self) -> SshGateway | None:
         """The jump host every SSH connection to this cloud's VMs goes through; None: they are reached directly."""
+        return None
+
+    def quota_room(self) -> QuotaRoom | None:
+        """What the project may still create, so that a deployment the quota cannot hold is refused before any VM
+        is created; None when the cloud does not tell (each create then meets the quota alone)."""
         return None
 
     def delete_resource(self, kind: str, resource_id: str) -> None:

@@ -9,9 +9,11 @@ from dodas_tasks.configure.errors import (
     NodeUnreachable,
     ScriptFailed,
     ScriptTimedOut,
+    SessionBroken,
 )
 from dodas_tasks.configure.hostkeys import HostKeyMismatch, KnownHosts, PinnedHostKeyPolicy, host_id
 from dodas_tasks.configure.keys import KeyPair, generate_keypair, load_private_key
+from dodas_tasks.configure.log_sink import SafeLog, safe_log
 from dodas_tasks.configure.payload import script_payload
 from dodas_tasks.configure.redaction import redact
 from dodas_tasks.configure.runner import ScriptResult, run_on_nodes, run_script
@@ -31,9 +33,11 @@ __all__ = [
     "NodeUnreachable",
     "NodesFailed",
     "PinnedHostKeyPolicy",
+    "SafeLog",
     "ScriptFailed",
     "ScriptResult",
     "ScriptTimedOut",
+    "SessionBroken",
     "forwarded_port",
     "generate_keypair",
     "host_id",
@@ -42,6 +46,7 @@ __all__ = [
     "render",
     "run_on_nodes",
     "run_script",
+    "safe_log",
     "script_payload",
     "ssh_banners",
     "with_prelude",

@@ -9,7 +9,12 @@ if TYPE_CHECKING:
 
 
 class ConfigureError(Exception):
-    """Base of every configuration failure; `node` names the node (or None for several)."""
+    """Base of every configuration failure; `node` names the node (or None for several).
+
+    `permanent`: running the step again cannot help (the script itself said no, the node refused our key or
+    showed another host key); anything else may be transient, and the idempotent steps are worth running again."""
+
+    permanent = False
 
     def __init__(self, message: str, node: str | None = None) -> None:
         super().__init__(message)
@@ -27,6 +32,12 @@ class JumpHostUnreachable(NodeUnreachable):
 class AuthenticationRefused(ConfigureError):
     """The node answered but refused our key; retrying would not help."""
 
+    permanent = True
+
+
+class SessionBroken(ConfigureError):
+    """The SSH channel to the node broke while the script ran (network, sshd, VM): running the step again is safe."""
+
 
 class ScriptTimedOut(ConfigureError):
     """The script ran longer than allowed (often a background job keeping the session's output open)."""
@@ -34,6 +45,8 @@ class ScriptTimedOut(ConfigureError):
 
 class ScriptFailed(ConfigureError):
     """The script exited non-zero; carries the exit code and the last lines of its (redacted) output."""
+
+    permanent = True
 
     def __init__(self, node: str, exit_code: int, tail: str, result: ScriptResult) -> None:
         message = f"script on node {node} exited with code {exit_code}"
@@ -54,3 +67,4 @@ class NodesFailed(ConfigureError):
         super().__init__("\n".join(lines))
         self.failures = failures
         self.results = results
+        self.permanent = all(error.permanent for error in failures.values())

@@ -26,6 +26,8 @@ _pin_lock = threading.Lock()
 class HostKeyMismatch(ConfigureError):
     """The node offered a key other than the pinned one: a rebuilt VM or a man in the middle."""
 
+    permanent = True
+
     def __init__(self, host: str, expected_fingerprint: str, offered_fingerprint: str) -> None:
         super().__init__(
             f"host key of {host} changed: pinned {expected_fingerprint}, offered {offered_fingerprint}. "

@@ -3,6 +3,9 @@
 paramiko is used directly rather than Airflow's SSHHook: this library must run without Airflow, and the
 hook retries every error a fixed number of times (auth failures too), pins host keys only from a fixed
 connection extra or ~/.ssh/known_hosts, and sends commands on the command line instead of stdin.
+
+The log callback is guarded (log_sink.SafeLog): a log stream that fails stops the logging, never the nodes, so
+only a broken SSH channel is reported as one (SessionBroken).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import codecs
 import logging
 import random
 import select
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -29,13 +31,14 @@ from dodas_tasks.configure.errors import (
     NodeUnreachable,
     ScriptFailed,
     ScriptTimedOut,
+    SessionBroken,
 )
 from dodas_tasks.configure.hostkeys import KnownHosts, NewHostKeyCallback
 from dodas_tasks.configure.keys import load_private_key
+from dodas_tasks.configure.log_sink import LogFn, safe_log
 from dodas_tasks.configure.payload import REMOTE_COMMAND, script_payload
 from dodas_tasks.configure.redaction import mask_fragments, secret_fragments
 
-LogFn = Callable[[str], None]
 EnvFor = Mapping[str, str] | Callable[["NodeTarget"], Mapping[str, str]]
 
 TAIL_LINES = 20
@@ -163,7 +166,10 @@ def _execute(
                     target.name,
                 )
             select.select([channel], [], [], _POLL_S)
-        return channel.recv_exit_status()
+        status = channel.recv_exit_status()
+        if status == -1:  # paramiko's answer for a channel that closed with no exit status: the session broke
+            raise EOFError("the channel closed without an exit status")
+        return status
     finally:
         stdout.feed(b"", final=True)
         stderr.feed(b"", final=True)
@@ -192,7 +198,7 @@ def run_script(
     """
     started = time.monotonic()
     fragments = secret_fragments([*secrets, private_key])
-    sink = log or _logger.info
+    sink = safe_log(log or _logger.info)
 
     def emit(line: str) -> None:
         sink(mask_fragments(line, fragments))
@@ -220,7 +226,7 @@ def run_script(
     try:
         exit_code = _execute(connection.client, target, payload, connect_timeout, script_timeout_s, stdout, stderr)
     except (OSError, EOFError, paramiko.SSHException) as error:
-        raise ConfigureError(
+        raise SessionBroken(
             f"SSH session to node {target.name} broke while the script ran "
             f"({mask_fragments(describe(error), fragments)}); "
             "scripts are idempotent, so running the step again is safe",
@@ -274,12 +280,7 @@ def run_on_nodes(
         return {}
     secrets = [*secrets]
     fragments = secret_fragments([*secrets, private_key])
-    sink = log or _logger.info
-    log_lock = threading.Lock()
-
-    def locked_log(line: str) -> None:
-        with log_lock:
-            sink(line)
+    sink = safe_log(log or _logger.info)  # one guard for every node: the first loss silences them all
 
     def run_one(target: NodeTarget) -> ScriptResult:
         script = script_for if isinstance(script_for, str) else script_for(target)
@@ -295,7 +296,7 @@ def run_on_nodes(
             connect_timeout=connect_timeout,
             boot_deadline_s=boot_deadline_s,
             script_timeout_s=script_timeout_s,
-            log=locked_log,
+            log=sink,
             check=check,
         )
 

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dodas_tasks.clouds.base import CloudError
 from dodas_tasks.deploy.cloud_access import AccessTokens, driver_for
 from dodas_tasks.iam.cluster_client import release_cluster_client, stored_client
 from dodas_tasks.naming import key_pair_name
-from dodas_tasks.store import DeploymentRecord, DeploymentStatus, Store
+from dodas_tasks.store import DeploymentRecord, DeploymentStatus, NodeState, Store
 
 if TYPE_CHECKING:
     from dodas_tasks.frameworks.base import SiteServices
@@ -33,6 +34,16 @@ def record_failure(store: Store, deployment_id: str, task: str, error: BaseExcep
     store.add_event(deployment_id, FAILURE_EVENT, f"{task}: {error}")
 
 
+def set_status_unless_deleting(store: Store, deployment_id: str, status: str, reason: str | None = None) -> bool:
+    """Set a creation/update status unless an undeploy request came meanwhile (checked and written at once): a
+    deletion request is never overwritten by the run it overtook. Returns whether the status was set."""
+    deleting = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
+    dep = store.modify_deployment(
+        deployment_id, lambda d: {} if d.status in deleting else {"status": status, "status_reason": reason}
+    )
+    return dep.status == status
+
+
 def finalize_run(
     store: Store,
     deployment_id: str,
@@ -41,15 +52,23 @@ def finalize_run(
     iam: IamClient | None = None,
     site_services: SiteServices | None = None,
     tokens: AccessTokens | None = None,
+    deletion_run: bool = True,
 ) -> RunOutcome:
     """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends.
     site_services: the site's Marathon and Chronos, to remove what the deployment put there.
     tokens: the owner's access tokens (a delegated deployment), for sites that act as the owner.
+    deletion_run: whether the run began as a deletion; a creation/update overtaken by an undeploy request leaves
+    the deletion, and its outcome, to the run that request queued (never a DELETE_FAILED for VMs it will delete).
     A deleted deployment is left alone: a stray run after the deletion changes nothing."""
     dep = store.get_deployment(deployment_id)
     if dep.status == DeploymentStatus.DELETE_COMPLETE:
         log(f"deployment {deployment_id} is deleted: nothing to finalize")
         return RunOutcome(DeploymentStatus.DELETE_COMPLETE, "already deleted: this run changed nothing")
+    if dep.status == DeploymentStatus.DELETE_IN_PROGRESS and not deletion_run:
+        message = "undeploy requested during this run: it stopped at its next task; the next run deletes everything"
+        store.add_event(deployment_id, "undeploy", message)
+        log(message)
+        return RunOutcome(DeploymentStatus.DELETE_IN_PROGRESS, message)
     failures = [
         e.message
         for e in store.list_events(deployment_id, limit=10_000, after_id=since_event)
@@ -82,6 +101,7 @@ def finalize_run(
         store.set_status(deployment_id, DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
         log(f"deployment {deployment_id}: every resource deleted")
         return RunOutcome(DeploymentStatus.DELETE_COMPLETE, "all resources deleted")
+    settle_nodes(store, deployment_id, log, tokens)
     creating = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
     if failures:
         reason = "; ".join(failures)
@@ -93,8 +113,26 @@ def finalize_run(
 
     outputs = Deployer(store, deployment_id, log=log).outputs()
     status = DeploymentStatus.CREATE_COMPLETE if creating else DeploymentStatus.UPDATE_COMPLETE
-    store.set_status(deployment_id, status)
+    if not set_status_unless_deleting(store, deployment_id, status):  # an undeploy came in the last moment
+        return RunOutcome(DeploymentStatus.DELETE_IN_PROGRESS, "undeploy requested: the next run deletes everything")
     return RunOutcome(status, outputs=outputs)
+
+
+def settle_nodes(
+    store: Store, deployment_id: str, log: Callable[[str], None], tokens: AccessTokens | None = None
+) -> None:
+    """However the run ended (a provision task killed or failed beside booting VMs), a node whose VM the cloud
+    reports ACTIVE gets its address instead of staying CREATING; a cloud that does not answer leaves it so."""
+    from dodas_tasks.deploy.provision import GroupProvisioner
+
+    for group in sorted({n.group for n in store.list_nodes(deployment_id) if n.state == NodeState.CREATING}):
+        try:
+            settled = GroupProvisioner(store, deployment_id, group, log=log, tokens=tokens).settle()
+        except CloudError as exc:
+            log(f"{group}: could not ask the cloud about its booting VMs: {exc}")
+            continue
+        if settled:
+            log(f"{group}: {len(settled)} VM(s) recorded ACTIVE after the run's provisioning ended")
 
 
 def next_cloud(dep: DeploymentRecord) -> str | None:

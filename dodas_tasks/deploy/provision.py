@@ -11,12 +11,14 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from dodas_tasks.clouds.base import (
     ACTIVE,
+    BUILD,
     ERROR,
     CloudDriver,
     CloudError,
@@ -24,6 +26,7 @@ from dodas_tasks.clouds.base import (
     Server,
     ServerSpec,
 )
+from dodas_tasks.deploy.backfill import BACKFILL_EVENT, BOOT_FAILED_EVENT, BackfillBudget
 from dodas_tasks.deploy.cloud_access import AccessTokens, driver_for
 from dodas_tasks.naming import TAG_INDEX, group_tags, key_pair_name, server_name, server_tags
 from dodas_tasks.store import DeploymentStatus, NodeRecord, NodeState, Store
@@ -33,16 +36,52 @@ Log = Callable[[str], None]
 _GONE = {NodeState.DELETED, NodeState.DELETING}
 _DELETING_STATUSES = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
 
-cloud_call = retry(  # 429/5xx-like errors the driver marks retryable: jittered backoff, then give up
-    retry=retry_if_exception(lambda e: isinstance(e, CloudError) and e.retryable),
-    wait=wait_random_exponential(multiplier=0.5, max=10),
-    stop=stop_after_attempt(6),
-    reraise=True,
-)
+API_ATTEMPTS = 6
+
+
+def cloud_call(call: Callable[..., Any], log: Log | None = None) -> Callable[..., Any]:
+    """`call` with the 429/5xx-like errors the driver marks retryable tried again (jittered backoff, 6 attempts in
+    all); a quota error or any other refusal is raised at once. Retries leave one line in `log`: how many API
+    errors were retried and the last one."""
+
+    def attempt(*args: Any, **kwargs: Any) -> Any:
+        errors: list[BaseException] = []
+
+        def remember(state: RetryCallState) -> None:
+            errors.append(state.outcome.exception())
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, CloudError) and e.retryable),
+            wait=wait_random_exponential(multiplier=0.5, max=10),
+            stop=stop_after_attempt(API_ATTEMPTS),
+            before_sleep=remember,
+            reraise=True,
+        )
+        try:
+            return retrying(call, *args, **kwargs)
+        finally:
+            if errors and log is not None:
+                name = getattr(call, "__name__", "cloud call")
+                log(f"{name}: {len(errors)} API error(s) retried; last: {errors[-1]}")
+
+    return attempt
 
 
 class ProvisioningFailed(RuntimeError):
-    """Some VMs of a group could not be created; the message names each and why."""
+    """Some VMs of a group could not be created; the message names each and why. `permanent`: trying the same
+    again cannot succeed (a quota, a refused request, the backfill budget or deadline spent)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class BootFailed(ProvisioningFailed):
+    """VMs failed to be created or to boot and the group's policy is backfill: they may be replaced."""
+
+    def __init__(self, message: str, failures: list[str]) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 @dataclass
@@ -98,7 +137,9 @@ class GroupProvisioner:
         desired = self.desired_count()
         progress = GroupProgress(self.group_name, desired)
         if desired > 0:
-            cloud_call(self.driver.import_key_pair)(key_pair_name(self.deployment_id), self.deployment.ssh_public_key)
+            cloud_call(self.driver.import_key_pair, self.log)(
+                key_pair_name(self.deployment_id), self.deployment.ssh_public_key
+            )
         servers = self._servers_by_index()
         nodes = {n.index: n for n in self.store.list_nodes(self.deployment_id, self.group_name)}
         self._adopt(nodes, servers, progress)
@@ -107,10 +148,14 @@ class GroupProvisioner:
         # slots recorded before a crash that hit between the row and the cloud call: create their server now
         unstarted = [i for i, n in keep.items() if n.cloud_id is None and i not in servers]
         missing = unstarted + self._free_indexes(keep, desired - len(keep))
-        errors: list[str] = []
+        errors: list[CloudError] = []
         # deletions first: a replaced node's slot must be free (row DELETED) before its successor claims it
         progress.deleted = self._parallel(lambda node: self._delete(node, servers.get(node.index)), doomed, errors)
-        progress.created = self._parallel(self._create, missing, errors)
+        failed_creates: list[CloudError] = []
+        progress.created = self._parallel(self._create, missing, failed_creates)
+        # a create the API kept failing leaves its slot ERROR, to be judged with the failed boots (finish); one the
+        # cloud refused (quota, bad request) cannot succeed by trying again
+        errors += [e for e in failed_creates if not e.retryable]
         if doomed:
             removed = {d.id for d in doomed} | {d.name for d in doomed} | {d.cloud_id for d in doomed if d.cloud_id}
             self.store.modify_deployment(
@@ -121,10 +166,11 @@ class GroupProvisioner:
         ]
         self.log(progress.summary())
         if errors:
-            raise ProvisioningFailed(f"{self.group_name}: " + "; ".join(errors))
+            permanent = any(not e.retryable for e in errors)
+            raise ProvisioningFailed(f"{self.group_name}: " + "; ".join(map(str, errors)), permanent=permanent)
         return progress
 
-    def _parallel(self, work: Callable[[Any], str], items: list[Any], errors: list[str]) -> list[str]:
+    def _parallel(self, work: Callable[[Any], str], items: list[Any], errors: list[CloudError]) -> list[str]:
         """Run cloud calls concurrently up to the driver's limit; failures are collected, not raised."""
         done = []
         with ThreadPoolExecutor(max_workers=max(1, min(self.driver.max_concurrency, len(items) or 1))) as pool:
@@ -132,20 +178,20 @@ class GroupProvisioner:
                 try:
                     done.append(future.result())
                 except CloudError as exc:
-                    errors.append(str(exc))
+                    errors.append(exc)
         return done
 
     def _servers_by_index(self) -> dict[int, Server]:
         tags = group_tags(self.deployment_id, self.group_name)
         found: dict[int, Server] = {}
-        for server in cloud_call(self.driver.list_servers)(tags):
+        for server in cloud_call(self.driver.list_servers, self.log)(tags):
             try:
                 index = int(server.tags.get(TAG_INDEX, ""))
             except ValueError:
                 continue
             if index in found:  # two servers in one slot (should not happen): keep one, the other is a leak
                 self.log(f"duplicate server for {self.group_name}[{index}]: deleting {server.id}")
-                cloud_call(self.driver.delete_server)(server.id)
+                cloud_call(self.driver.delete_server, self.log)(server.id)
                 continue
             found[index] = server
         return found
@@ -220,10 +266,10 @@ class GroupProvisioner:
             availability_zone=self.group.availability_zone,
         )
         try:
-            server = cloud_call(self.driver.create_server)(spec)
+            server = cloud_call(self.driver.create_server, lambda line: self.log(f"{name}: {line}"))(spec)
         except CloudError as exc:
             self.store.update_node(node.id, state=NodeState.ERROR, state_reason=f"create failed: {exc}")
-            raise CloudError(f"{name}: create failed: {exc}") from exc
+            raise CloudError(f"{name}: create failed: {exc}", retryable=exc.retryable) from exc
         self.store.update_node(node.id, cloud_id=server.id)
         self.log(f"{name}: server {server.id} requested ({server.status})")
         return node.id
@@ -231,7 +277,7 @@ class GroupProvisioner:
     def _delete(self, node: NodeRecord, server: Server | None) -> str:
         self.store.update_node(node.id, state=NodeState.DELETING)
         for cloud_id in {node.cloud_id, server.id if server else None} - {None}:
-            cloud_call(self.driver.delete_server)(cloud_id)
+            cloud_call(self.driver.delete_server, lambda line: self.log(f"{node.name}: {line}"))(cloud_id)
         self.store.update_node(node.id, state=NodeState.DELETED)
         self.log(f"{node.name}: deleted")
         return node.id
@@ -242,7 +288,7 @@ class GroupProvisioner:
         """Cloud status of each pending node (BUILD, ACTIVE or ERROR) from one list call for the whole group,
         so waiting costs one API call per poll however many VMs boot (no polling storm)."""
         tags = group_tags(self.deployment_id, self.group_name)
-        listed = {server.id: server.status for server in cloud_call(self.driver.list_servers)(tags)}
+        listed = {server.id: server.status for server in cloud_call(self.driver.list_servers, self.log)(tags)}
         statuses = {}
         for node_id in node_ids:
             cloud_id = self.store.get_node(node_id).cloud_id
@@ -253,12 +299,19 @@ class GroupProvisioner:
             statuses[node_id] = status
         return statuses
 
-    def finish(self, node_ids: list[str]) -> list[NodeRecord]:
-        """Record IPs and host keys of ACTIVE servers; failed ones become ERROR and are named in the exception."""
+    def finish(self, node_ids: list[str], *, judge: bool = True) -> list[NodeRecord]:
+        """Record IPs and host keys of ACTIVE servers; failed ones become ERROR, each recorded as a failed boot.
+        judge: the failures (slots whose create failed in start() too) go to the group's policy: backfill raises
+        BootFailed, keep goes on with enough VMs, rollback deletes the group."""
         failures, ready = [], []
         known_hosts: dict[str, str] = {}
         tags = group_tags(self.deployment_id, self.group_name)
-        listed = {server.id: server for server in cloud_call(self.driver.list_servers)(tags)} if node_ids else {}
+        listed = (
+            {server.id: server for server in cloud_call(self.driver.list_servers, self.log)(tags)} if node_ids else {}
+        )
+        for node in self.store.list_nodes(self.deployment_id, self.group_name) if judge else []:
+            if node.state == NodeState.ERROR and node.id not in node_ids:  # its create failed in start()
+                failures.append(self._boot_failed(node, node.state_reason or "create failed"))
         for node_id in node_ids:
             node = self.store.get_node(node_id)
             server = listed.get(node.cloud_id) if node.cloud_id else None
@@ -267,7 +320,7 @@ class GroupProvisioner:
             if server is None or server.status != ACTIVE:
                 reason = (server.fault if server else None) or ("server vanished" if server is None else server.status)
                 self.store.update_node(node_id, state=NodeState.ERROR, state_reason=f"boot failed: {reason}")
-                failures.append(f"{node.name}: {reason}")
+                failures.append(self._boot_failed(node, reason))
                 continue
             ready.append(
                 self.store.update_node(
@@ -285,9 +338,43 @@ class GroupProvisioner:
             self.store.modify_deployment(
                 self.deployment_id, lambda d: {"known_hosts": {**d.known_hosts, **known_hosts}}
             )
-        if failures:
+        if failures and judge:
             self._on_partial(failures)
         return ready
+
+    def _boot_failed(self, node: NodeRecord, reason: str) -> str:
+        """Record one failed boot (counted against the run's backfill budget); returns "<name>: <reason>"."""
+        line = f"{node.name}: {reason}"
+        self.store.add_event(self.deployment_id, BOOT_FAILED_EVENT, line, node.id)
+        return line
+
+    def settle(self) -> list[NodeRecord]:
+        """Nodes still CREATING whose server the cloud reports ACTIVE get their addresses (CREATED), those it
+        reports failed or gone become ERROR, those still booting stay: run when a run ends however it ended, so
+        an ACTIVE VM never stays CREATING without an address (a killed task, a failed sibling)."""
+        waiting = [
+            n for n in self.store.list_nodes(self.deployment_id, self.group_name) if n.state == NodeState.CREATING
+        ]
+        if not waiting:
+            return []
+        statuses = self.poll([n.id for n in waiting])
+        done = [node_id for node_id, status in statuses.items() if status != BUILD]
+        return self.finish(done, judge=False) if done else []
+
+    def backfill(self, failed: BootFailed, budget: BackfillBudget, now: datetime) -> GroupProgress:
+        """Replace the VMs that failed (delete them, create new ones in their slots) while the run's budget and
+        deadline allow; else ProvisioningFailed (permanent) naming the failures and the bound that stopped it."""
+        spent = budget.failures(self.store, self.deployment_id)
+        refusal = budget.refusal(spent, now)
+        if refusal is not None:
+            raise ProvisioningFailed(f"{failed} — not replaced: {refusal}", permanent=True)
+        message = (
+            f"{self.group_name}: replacing {len(failed.failures)} VM(s) that failed to boot "
+            f"({spent} failed boot(s) of {budget.max_failures} allowed in this run)"
+        )
+        self.store.add_event(self.deployment_id, BACKFILL_EVENT, message)
+        self.log(message)
+        return self.start()
 
     # -- what to do when some VMs failed: backfill (retry them), keep what runs, or roll back ----------------------
 
@@ -325,14 +412,14 @@ class GroupProvisioner:
             return
         if policy == "rollback":
             self.delete_all()
-            raise ProvisioningFailed(f"{summary} (rolled back: the group's VMs were deleted)")
-        raise ProvisioningFailed(summary)  # backfill: the task's retry deletes the failed VMs and creates new ones
+            raise ProvisioningFailed(f"{summary} (rolled back: the group's VMs were deleted)", permanent=True)
+        raise BootFailed(summary, failures)  # backfill: the failed VMs are deleted and created again (backfill())
 
     def delete_all(self) -> list[str]:
         """Delete every VM of the group (rollback, failover); the key pair goes when the deployment finishes."""
         nodes = self.store.list_nodes(self.deployment_id, self.group_name)
-        errors: list[str] = []
+        errors: list[CloudError] = []
         deleted = self._parallel(lambda n: self._delete(n, None), nodes, errors)
         if errors:
-            raise ProvisioningFailed(f"{self.group_name}: could not delete: " + "; ".join(errors))
+            raise ProvisioningFailed(f"{self.group_name}: could not delete: " + "; ".join(map(str, errors)))
         return deleted

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dodas_tasks.clouds.base import known_clouds
 from dodas_tasks.configure import generate_keypair
+from dodas_tasks.deploy.backfill import check_max_boot_failures
 from dodas_tasks.deploy.cloud_access import clouds_needing_an_owner
 from dodas_tasks.deploy.placement import place
 from dodas_tasks.deploy.ssh_access import check_jump_group
@@ -102,6 +103,10 @@ def submit(
         raise DodasTemplateError(
             [TemplateProblem("input", f"on_partial={options['on_partial']!r}", hint="use backfill, keep or rollback")],
             source,
+        )
+    if "max_boot_failures" in options and (problem := check_max_boot_failures(options["max_boot_failures"])):
+        raise DodasTemplateError(
+            [TemplateProblem("input", problem, hint="see the README's Reliability section")], source
         )
     framework_problems = check_options(options)
     if framework_problems:

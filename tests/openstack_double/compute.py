@@ -100,6 +100,19 @@ class Compute:
 
     # -- servers ---------------------------------------------------------------------------------------------------
 
+    def limits(self, request: Request) -> Response:
+        """Nova's absolute limits of the project and its usage (-1: no limit)."""
+        quotas, used = self.cloud.quotas, self.cloud.usage()
+        absolute = {
+            "maxTotalInstances": quotas.instances,
+            "totalInstancesUsed": used["instances"],
+            "maxTotalCores": quotas.cores,
+            "totalCoresUsed": used["cores"],
+            "maxTotalRAMSize": quotas.ram,
+            "totalRAMUsed": used["ram"],
+        }
+        return Response(200, {"limits": {"absolute": absolute, "rate": []}})
+
     def _check_quota(self, flavor: tuple) -> None:
         quotas, used = self.cloud.quotas, self.cloud.usage()
         for resource, requested in (("instances", 1), ("cores", flavor[2]), ("ram", flavor[3])):
@@ -380,3 +393,4 @@ class Compute:
             "GET", f"{base}/servers/{{id}}/os-volume_attachments", "compute.attachments.list", self.volume_attachments
         )
         router.add("GET", f"{base}/os-availability-zone", "compute.zones.list", self.availability_zones)
+        router.add("GET", f"{base}/limits", "compute.limits", self.limits)

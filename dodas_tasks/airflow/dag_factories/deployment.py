@@ -27,6 +27,10 @@ from dodas_tasks.tosca.plan import CONFIGURE, DEPLOY, Plan
 
 log = logging.getLogger(__name__)
 _ORDERING = {"HostedOn", "DependsOn", "ConnectsTo"}
+# configure/deploy steps are idempotent: a try that failed for a reason that may pass (a dropped SSH session, a task
+# killed with its worker) is run again; permanent failures (a script that exits non-zero) fail at once
+STEP_RETRIES = 2
+STEP_RETRY_DELAY = timedelta(seconds=5)
 
 
 def build_deployment_dag(dep: DeploymentRecord) -> DAG:
@@ -50,22 +54,25 @@ def build_deployment_dag(dep: DeploymentRecord) -> DAG:
     ) as dag:
         common: dict[str, Any] = {"deployment_id": dep.id}
         begin = BeginOperator(task_id="begin", **common)
-        minutes = dep.options.get("provider_timeout_mins")  # the orchestrator's providerTimeoutMins
-        boot = {"boot_timeout": timedelta(minutes=float(minutes))} if minutes else {}
-        provision = {
+        provision = {  # failed boots are replaced inside the task (backfill); retries are for anything else
             g.name: ProvisionGroupOperator(
                 task_id=f"provision.{g.name}",
                 group=g.name,
                 retries=2,
                 retry_delay=timedelta(seconds=5),
-                **boot,
                 **common,
             )
             for g in plan.groups
         }
         begin >> list(provision.values())
         stages = {
-            c.name: ComponentOperator(task_id=f"{c.stage}.{c.name}", component=c.name, **common)
+            c.name: ComponentOperator(
+                task_id=f"{c.stage}.{c.name}",
+                component=c.name,
+                retries=STEP_RETRIES,
+                retry_delay=STEP_RETRY_DELAY,
+                **common,
+            )
             for c in plan.components
             if c.stage in (CONFIGURE, DEPLOY)
         }

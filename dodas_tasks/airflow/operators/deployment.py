@@ -7,8 +7,9 @@ only what is missing, finalize sets the orchestrator status from what this run r
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -20,6 +21,9 @@ from dodas_tasks.store import DeploymentStatus, Store
 
 # Nothing to configure, verify or act for the owner on: being deleted, or deleted (a stray run changes nothing)
 DELETING_OR_DELETED = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
+DELETION_RUN_KEY = "deletion_run"  # XCom of begin: whether this run began as a deletion (else it creates/updates)
+SINCE_EVENT_KEY = "since_event"  # XCom of begin: the deployment's last event before this run (its failures follow)
+SUPERSEDED = "undeploy requested during this run: it stops here, the next run deletes the deployment"
 
 
 def _mask(store: Store, deployment_id: str) -> None:
@@ -131,14 +135,30 @@ class DeploymentOperator(BaseOperator):
     def _deleting(self, store: Store) -> bool:
         return store.get_deployment(self.deployment_id).status in DELETING_OR_DELETED
 
+    @staticmethod
+    def _deletion_run(context: Context) -> bool:
+        """Whether this run began as a deletion; a creation or update that an undeploy request overtook did not."""
+        began = context["ti"].xcom_pull(task_ids="begin", key=DELETION_RUN_KEY)
+        return True if began is None else bool(began)
+
+    def _superseded(self, context: Context, store: Store) -> bool:
+        """An undeploy was requested while this creation/update ran: it boots and configures nothing more."""
+        return self._deleting(store) and not self._deletion_run(context)
+
 
 class BeginOperator(DeploymentOperator):
     """Marks the run IN_PROGRESS and returns the event id from which finalize looks for failures.
 
-    A run of a deleted deployment (a stray trigger) is skipped, so every task after it is, and changes nothing."""
+    A run of a deleted deployment (a stray trigger) is skipped, so every task after it is, and changes nothing.
+    Whether the run began as a deletion is kept (XCom `deletion_run`): an undeploy request that comes later stops
+    a creation/update at its next task, and the deletion is left to the run the request queued."""
 
     @records_failure
     def execute(self, context: Context) -> int:
+        from dodas_tasks.clouds.base import QuotaExceeded
+        from dodas_tasks.deploy.finalize import set_status_unless_deleting
+        from dodas_tasks.deploy.quota import check_quota
+
         with self._store() as store:
             dep = store.get_deployment(self.deployment_id)
             if dep.status == DeploymentStatus.DELETE_COMPLETE:
@@ -152,53 +172,114 @@ class BeginOperator(DeploymentOperator):
             elif dep.status not in DELETING_OR_DELETED:
                 first = dep.status in (DeploymentStatus.CREATE_IN_PROGRESS, DeploymentStatus.CREATE_FAILED)
                 status = DeploymentStatus.CREATE_IN_PROGRESS if first else DeploymentStatus.UPDATE_IN_PROGRESS
-                store.set_status(self.deployment_id, status, f"run {context['run_id']}")
+                set_status_unless_deleting(store, self.deployment_id, status, f"run {context['run_id']}")
+            deleting = store.get_deployment(self.deployment_id).status == DeploymentStatus.DELETE_IN_PROGRESS
             events = store.list_events(self.deployment_id, limit=1)
-            return events[-1].id if events else 0
+            since = events[-1].id if events else 0
+            context["ti"].xcom_push(key=DELETION_RUN_KEY, value=deleting)
+            context["ti"].xcom_push(key=SINCE_EVENT_KEY, value=since)  # kept even if the quota refuses the run
+            if not deleting:
+                try:
+                    check_quota(store, self.deployment_id, log=self.log.info, tokens=self.owner_tokens)
+                except QuotaExceeded as exc:  # before any VM: cannot pass by trying again
+                    raise AirflowFailException(str(exc)) from None
+            return since
 
 
 class ProvisionGroupOperator(DeploymentOperator):
-    """Creates/deletes the VMs of one compute group, then defers until the cloud has booted them."""
+    """Creates/deletes the VMs of one compute group, then defers until the cloud has booted them.
+
+    VMs that fail to be created or to boot are replaced (backfill) within the run's budget and deadline
+    (deploy/backfill.py), each round waiting in the triggerer again; what cannot succeed by trying again (a quota,
+    the budget or the deadline spent) fails the task at once, without its retries."""
 
     ui_color = "#fdf2e8"
 
-    def __init__(self, *, group: str, boot_timeout: timedelta = timedelta(minutes=15), **kwargs: Any) -> None:
+    def __init__(self, *, group: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.group = group
-        self.boot_timeout = boot_timeout
 
     def _provisioner(self, store: Store) -> Any:
         from dodas_tasks.deploy.provision import GroupProvisioner
 
         return GroupProvisioner(store, self.deployment_id, self.group, log=self.log.info, tokens=self.owner_tokens)
 
+    def _budget(self, context: Context, store: Store) -> Any:
+        from dodas_tasks.deploy.backfill import backfill_budget
+
+        since = int(context["ti"].xcom_pull(task_ids="begin", key=SINCE_EVENT_KEY) or 0)
+        started = getattr(context.get("dag_run"), "start_date", None) or datetime.now(UTC)
+        return backfill_budget(store.get_deployment(self.deployment_id), started, since)
+
     @records_failure
     def execute(self, context: Context) -> list[str]:
-        from dodas_tasks.airflow.triggers.servers_ready import ServersReadyTrigger
-
         with self._store() as store:
-            progress = self._provisioner(store).start()
-        if progress.pending:
-            self.defer(
-                trigger=ServersReadyTrigger(self.deployment_id, self.group, progress.pending),
-                method_name="execute_complete",
-                timeout=self.boot_timeout,
-            )
-        return self.execute_complete(context, {"statuses": {}})
+            if self._superseded(context, store):
+                raise AirflowSkipException(SUPERSEDED)
+            budget = self._budget(context, store)
+            refusal = budget.refusal(0, datetime.now(UTC))
+            if refusal is not None:  # e.g. a retry after the wait for the boot timed out
+                raise AirflowFailException(f"{self.group}: VMs still not ready: {refusal}")
+            with _final_if_permanent():
+                progress = self._provisioner(store).start()
+            return self._wait_then_finish(context, store, progress.pending)
 
     @records_failure
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
         with self._store() as store:
+            if event.get("deleting"):  # the VMs are the deletion's to remove
+                raise AirflowSkipException(SUPERSEDED)
+            return self._wait_then_finish(context, store, [], booted=list(event.get("statuses", {})))
+
+    def _wait_then_finish(
+        self, context: Context, store: Store, pending: list[str], booted: list[str] | None = None
+    ) -> list[str]:
+        """Defer while VMs boot; once they have, record them, replacing failed ones while the budget allows."""
+        from dodas_tasks.airflow.triggers.servers_ready import ServersReadyTrigger
+        from dodas_tasks.deploy.provision import BootFailed
+
+        while True:
+            if self._superseded(context, store):
+                raise AirflowSkipException(SUPERSEDED)
+            if pending:
+                budget = self._budget(context, store)
+                self.defer(
+                    trigger=ServersReadyTrigger(self.deployment_id, self.group, pending),
+                    method_name="execute_complete",
+                    timeout=max(budget.deadline - datetime.now(UTC), timedelta(seconds=1)),
+                )
             provisioner = self._provisioner(store)
-            pending = list(event.get("statuses", {}))
-            provisioner.finish(pending)
-            ready = [n.name for n in store.list_nodes(self.deployment_id, self.group)]
+            with _final_if_permanent():
+                try:
+                    provisioner.finish(booted or [])
+                    break
+                except BootFailed as failed:
+                    progress = provisioner.backfill(failed, self._budget(context, store), datetime.now(UTC))
+            pending, booted = progress.pending, []
+        ready = [n.name for n in store.list_nodes(self.deployment_id, self.group)]
         self.log.info("%s: %d node(s) ready", self.group, len(ready))
         return ready
 
 
+@contextmanager
+def _final_if_permanent() -> Iterator[None]:
+    """A ProvisioningFailed that trying again cannot fix fails the task at once (no retry), its message as it is."""
+    from dodas_tasks.deploy.provision import ProvisioningFailed
+
+    try:
+        yield
+    except ProvisioningFailed as exc:
+        if exc.permanent:
+            raise AirflowFailException(str(exc)) from exc
+        raise
+
+
 class ComponentOperator(DeploymentOperator):
-    """Installs and starts one TOSCA component (a framework role) on the VMs of its group that need it."""
+    """Installs and starts one TOSCA component (a framework role) on the VMs of its group that need it.
+
+    Its steps are idempotent, so a failed try is retried, unless the failure is permanent (a script that exits
+    non-zero, a refused key, a changed host key). Its log is guarded: a broken log stream (the task's supervisor
+    killed) never fails a node."""
 
     ui_color = "#eefde8"
 
@@ -209,6 +290,7 @@ class ComponentOperator(DeploymentOperator):
     @records_failure
     def execute(self, context: Context) -> list[str]:
         from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
+        from dodas_tasks.configure import ConfigureError, safe_log
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
@@ -219,12 +301,17 @@ class ComponentOperator(DeploymentOperator):
             deployer = Deployer(
                 store,
                 self.deployment_id,
-                log=self.log.info,
+                log=safe_log(self.log.info),
                 tokens=self.token_source,
                 on_secret=mask_secret,
                 site_services=AirflowSiteServices(),
             )
-            return deployer.apply(self.component)
+            try:
+                return deployer.apply(self.component)
+            except ConfigureError as exc:
+                if exc.permanent:  # running it again cannot help: no retry, the reason as it is
+                    raise AirflowFailException(str(exc)) from exc
+                raise
 
 
 class VerifyOperator(DeploymentOperator):
@@ -235,12 +322,15 @@ class VerifyOperator(DeploymentOperator):
     @records_failure
     def execute(self, context: Context) -> list[str]:
         from dodas_tasks.airflow.hooks.site_services import AirflowSiteServices
+        from dodas_tasks.configure import safe_log
         from dodas_tasks.deploy.components import Deployer
 
         with self._store() as store:
             if self._deleting(store):
                 raise AirflowSkipException("deployment is being deleted")
-            deployer = Deployer(store, self.deployment_id, log=self.log.info, site_services=AirflowSiteServices())
+            deployer = Deployer(
+                store, self.deployment_id, log=safe_log(self.log.info), site_services=AirflowSiteServices()
+            )
             return [check.summary for check in deployer.verify()]
 
 
@@ -259,7 +349,7 @@ class FinalizeOperator(DeploymentOperator):
         from dodas_tasks.deploy.finalize import finalize_run
         from dodas_tasks.iam.cluster_client import stored_client
 
-        since = context["ti"].xcom_pull(task_ids=self.begin_task_id) or 0
+        since = context["ti"].xcom_pull(task_ids=self.begin_task_id, key=SINCE_EVENT_KEY) or 0
         with self._store() as store:
             iam = None
             if stored_client(store.get_deployment(self.deployment_id)) is not None:
@@ -273,6 +363,7 @@ class FinalizeOperator(DeploymentOperator):
                 log=self.log.info,
                 iam=iam,
                 site_services=AirflowSiteServices(),
+                deletion_run=self._deletion_run(context),
                 tokens=self.owner_tokens,
             )
         if outcome.failed:
@@ -314,6 +405,9 @@ class OutcomeOperator(DeploymentOperator):
     def execute(self, context: Context) -> str:
         with Store() as store:
             dep = store.get_deployment(self.deployment_id)
+        if dep.status == DeploymentStatus.DELETE_IN_PROGRESS and not self._deletion_run(context):
+            note_run(context.get("dag_run"), f"stopped: {SUPERSEDED}")  # not a failure: only the deletion reports
+            return dep.status
         failed = dep.status.endswith("_FAILED") or dep.status.endswith("_IN_PROGRESS")
         outcome = f"{dep.status}: {dep.status_reason or ('see the failed tasks' if failed else 'done')}"
         stray = dep.status == DeploymentStatus.DELETE_COMPLETE and context["ti"].xcom_pull(task_ids="begin") is None

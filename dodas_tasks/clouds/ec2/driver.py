@@ -29,6 +29,7 @@ from dodas_tasks.clouds.base import (
     CloudDriver,
     CloudError,
     OwnerIdentity,
+    QuotaRoom,
     Server,
     ServerSpec,
     SiteAuth,
@@ -404,6 +405,23 @@ class EC2Driver(CloudDriver):
                 raise CloudError(str(exc), retryable=exc.retryable or in_use) from None
         with self._lock:
             self._groups = {n: g for n, g in self._groups.items() if g != group_id}
+
+    # -- quota ------------------------------------------------------------------------------------------------
+
+    def quota_room(self) -> QuotaRoom | None:
+        """The account attribute max-instances less the instances pending or running (all of the account's)."""
+        reply = self._call("DescribeAccountAttributes", AttributeNames=["max-instances"])
+        values = [
+            value["AttributeValue"]
+            for attribute in reply.get("AccountAttributes", [])
+            if attribute.get("AttributeName") == "max-instances"
+            for value in attribute.get("AttributeValues", [])
+        ]
+        if not values or not str(values[0]).isdigit():
+            return None
+        limit = int(values[0])
+        in_use = len(self._instances([{"Name": "instance-state-name", "Values": ["pending", "running"]}]))
+        return QuotaRoom(servers=max(0, limit - in_use), source=f"EC2 max-instances {limit}, {in_use} in use")
 
     # -- leak collection ----------------------------------------------------------------------------------------
 

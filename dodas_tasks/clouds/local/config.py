@@ -25,6 +25,7 @@ class LocalCloudConfig:
     boot_failure_rate: float
     api_error_rate: float
     max_servers: int | None
+    ssh_drop_sessions: int = 0  # each VM's SSH server drops its first N sessions (a flaky network or sshd)
 
 
 def _from_env(option: object, env_name: str) -> object:
@@ -61,9 +62,11 @@ def resolve_config(
     boot_failure_rate: float | None = None,
     api_error_rate: float | None = None,
     max_servers: int | None = None,
+    ssh_drop_sessions: int | None = None,
 ) -> LocalCloudConfig:
     """Settings from options, else env (DODAS_LOCAL_SSH_PORT, _IP_POOL, _BOOT_DELAY, _BOOT_FAILURE_RATE,
-    _API_ERROR_RATE, _MAX_SERVERS), else defaults; a bad value raises CloudError naming the variable."""
+    _API_ERROR_RATE, _MAX_SERVERS, _SSH_DROP_SESSIONS), else defaults; a bad value raises CloudError naming the
+    variable."""
     root = Path(home) / "localcloud" if home is not None else dodas_home() / "localcloud"
     limit = _from_env(max_servers, "DODAS_LOCAL_MAX_SERVERS")
     return LocalCloudConfig(
@@ -92,4 +95,13 @@ def resolve_config(
             )
         ),
         max_servers=None if limit is None else int(_number(limit, "DODAS_LOCAL_MAX_SERVERS", int, 0, None)),
+        ssh_drop_sessions=int(
+            _number(
+                _from_env(ssh_drop_sessions, "DODAS_LOCAL_SSH_DROP_SESSIONS") or 0,
+                "DODAS_LOCAL_SSH_DROP_SESSIONS",
+                int,
+                0,
+                None,
+            )
+        ),
     )

@@ -30,6 +30,7 @@ from dodas_tasks.clouds.base import (
     CloudError,
     ProjectResource,
     QuotaExceeded,
+    QuotaRoom,
     Server,
     ServerSpec,
 )
@@ -68,7 +69,8 @@ class LocalCloud(CloudDriver):
     Options (else env DODAS_LOCAL_*, else default): home (DODAS home; default settings.dodas_home()),
     ssh_port (2222 for root and non-root alike), ip_pool ("127.77.0.0/16"), boot_delay (0 s),
     boot_failure_rate (0), api_error_rate (0; create/delete then raise a retryable CloudError),
-    max_servers (unlimited; beyond it QuotaExceeded).
+    max_servers (unlimited; beyond it QuotaExceeded), ssh_drop_sessions (0; each server's SSH service drops the
+    connection of its first N sessions, as a flaky network does).
 
     A server accepts any user name with the key of key pair `spec.key_name` (else `spec.public_key`),
     runs `/bin/sh -c CMD` as the driver's user with cwd = HOME = its sandbox, TMPDIR inside it, PATH led by
@@ -89,6 +91,7 @@ class LocalCloud(CloudDriver):
         boot_failure_rate: float | None = None,
         api_error_rate: float | None = None,
         max_servers: int | None = None,
+        ssh_drop_sessions: int | None = None,
     ) -> None:
         self.config = resolve_config(
             home=home,
@@ -98,6 +101,7 @@ class LocalCloud(CloudDriver):
             boot_failure_rate=boot_failure_rate,
             api_error_rate=api_error_rate,
             max_servers=max_servers,
+            ssh_drop_sessions=ssh_drop_sessions,
         )
         self.layout = CloudLayout(self.config.root)
         self.layout.ensure()
@@ -224,6 +228,8 @@ class LocalCloud(CloudDriver):
         ]
         if self._random.random() < self.config.boot_failure_rate:
             argv.append("--fail-boot")
+        if self.config.ssh_drop_sessions:
+            argv += ["--drop-sessions", str(self.config.ssh_drop_sessions)]
         with open(server_dir.log_file, "ab") as log:
             try:
                 launcher = subprocess.Popen(
@@ -328,6 +334,13 @@ class LocalCloud(CloudDriver):
         rate = self.config.api_error_rate
         if rate and self._random.random() < rate:
             raise CloudError(f"{call}: injected API error (DODAS_LOCAL_API_ERROR_RATE={rate})", retryable=True)
+
+    def quota_room(self) -> QuotaRoom | None:
+        limit = self.config.max_servers
+        if limit is None:
+            return None
+        in_use = len(self.layout.server_ids())
+        return QuotaRoom(servers=max(0, limit - in_use), source=f"DODAS_LOCAL_MAX_SERVERS={limit}, {in_use} in use")
 
     def _check_quota(self) -> None:
         limit = self.config.max_servers

@@ -51,10 +51,11 @@ class _NodeSshd(asyncssh.SSHServer):
 class NodeServer:
     """The SSH server and the bookkeeping of the processes it runs."""
 
-    def __init__(self, server_dir: ServerDir, node_id: str, node_ip: str) -> None:
+    def __init__(self, server_dir: ServerDir, node_id: str, node_ip: str, drop_sessions: int = 0) -> None:
         self.dir = server_dir
         self.node_id = node_id
         self.node_ip = node_ip
+        self.sessions_to_drop = drop_sessions  # failure injection: a flaky network or sshd
         self.owned: set[int] = set()  # pids asyncio waits for; the orphan reaper leaves them alone
         self.stop = asyncio.Event()
         self._reap_scheduled = False
@@ -82,6 +83,11 @@ class NodeServer:
 
     async def handle_session(self, process: asyncssh.SSHServerProcess) -> None:
         """Run the session's command as `/bin/sh -c CMD` (or `/bin/sh` for a shell) and relay its streams."""
+        if self.sessions_to_drop > 0:
+            self.sessions_to_drop -= 1
+            log.info("dropping the connection of this session (DODAS_LOCAL_SSH_DROP_SESSIONS)")
+            process.channel.get_connection().abort()
+            return
         argv = ["/bin/sh", "-c", process.command] if process.command is not None else ["/bin/sh"]
         env = command_env(self.node_id, self.node_ip, self.dir.home, dict(process.env))
         pipe = asyncio.subprocess.PIPE
@@ -205,7 +211,7 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
     return key
 
 
-def run(server_dir: ServerDir, listen_fd: int, boot_delay: float, fail_boot: bool) -> int:
+def run(server_dir: ServerDir, listen_fd: int, boot_delay: float, fail_boot: bool, drop_sessions: int = 0) -> int:
     """Serve until SIGTERM, then kill every descendant; the exit code of the node server."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
@@ -216,7 +222,7 @@ def run(server_dir: ServerDir, listen_fd: int, boot_delay: float, fail_boot: boo
     procs.become_child_subreaper()
     os.chdir(server_dir.home)
     server_dir.update_state(pid=os.getpid(), pid_start=procs.start_time(os.getpid()))
-    node = NodeServer(server_dir, state["id"], state["ip"])
+    node = NodeServer(server_dir, state["id"], state["ip"], drop_sessions)
     try:
         asyncio.run(node.serve(listen_fd, boot_delay, fail_boot))
     except Exception as exc:

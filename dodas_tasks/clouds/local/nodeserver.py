@@ -20,6 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--listen-fd", required=True, type=int, help="inherited socket bound to ip:port")
     parser.add_argument("--boot-delay", type=float, default=0.0, help="seconds before the SSH server listens")
     parser.add_argument("--fail-boot", action="store_true", help="simulate a failed boot (tests)")
+    parser.add_argument("--drop-sessions", type=int, default=0, help="drop the first N sessions' connections (tests)")
     parser.add_argument("--foreground", action="store_true", help="do not detach")
     return parser.parse_args(argv)
 
@@ -40,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from dodas_tasks.clouds.local.layout import ServerDir  # after the fork: keeps the launch fast
     from dodas_tasks.clouds.local.node import run
 
-    return run(ServerDir(args.server_dir.resolve()), args.listen_fd, args.boot_delay, args.fail_boot)
+    return run(
+        ServerDir(args.server_dir.resolve()), args.listen_fd, args.boot_delay, args.fail_boot, args.drop_sessions
+    )
 
 
 if __name__ == "__main__":

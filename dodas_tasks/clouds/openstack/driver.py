@@ -39,6 +39,7 @@ from dodas_tasks.clouds.base import (
     CloudError,
     OwnerIdentity,
     ProjectResource,
+    QuotaRoom,
     Server,
     ServerSpec,
     SiteAuth,
@@ -483,6 +484,32 @@ class OpenStackCloud(CloudDriver):
             delete()
         except CloudError as exc:
             raise CloudError(str(exc), retryable=True) from None
+
+    # -- quota ------------------------------------------------------------------------------------------------------
+
+    def quota_room(self) -> QuotaRoom | None:
+        """Nova's absolute limits less what the project uses (instances, cores, RAM; -1 is no limit)."""
+
+        @_read
+        def absolute() -> Any:
+            with cloud_errors("read the compute limits"):
+                return self.conn.compute.get_limits().absolute
+
+        limits = absolute()
+
+        def left(limit: int | None, used: int | None) -> int | None:
+            return None if limit is None or limit < 0 else max(0, limit - (used or 0))
+
+        return QuotaRoom(
+            servers=left(limits.instances, limits.instances_used),
+            cores=left(limits.total_cores, limits.total_cores_used),
+            ram_mb=left(limits.total_ram, limits.total_ram_used),
+            source=(
+                f"Nova limits: {limits.instances_used}/{limits.instances} instances, "
+                f"{limits.total_cores_used}/{limits.total_cores} cores, "
+                f"{limits.total_ram_used}/{limits.total_ram} MB RAM used"
+            ),
+        )
 
     # -- leak collection -------------------------------------------------------------------------------------------
 
