@@ -146,9 +146,15 @@ class AirflowRestClient:
 
         The file token comes from GET /api/v2/dags/{dag_id}/details (`file_token`); it is signed with
         [api] secret_key and only works for files the DB already knows.
+        A 409 means a request for that file is already queued (another caller asked first, e.g. the submit DAG
+        and `dodas demo` at once): the file will be parsed, which is all that was asked.
         """
         token = self.api("GET", f"/api/v2/dags/{dag_id}/details")["file_token"]
-        self.api("PUT", f"/api/v2/parseDagFile/{token}")
+        try:
+            self.api("PUT", f"/api/v2/parseDagFile/{token}")
+        except AirflowApiError as exc:
+            if exc.status != 409:
+                raise
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         """Value of one XCom entry of a task instance."""
