@@ -350,16 +350,25 @@ class AirflowStack:
 
         Works from any process (reads the pid file). Task processes get their own process group from the
         Task SDK supervisor, so the whole process tree is snapshotted before signalling. Idempotent.
+        The components that run and parse tasks go first, while the api-server (and the broker) still answer: a
+        task supervisor reports its task's end through the api-server, and against a closed port it retries for
+        ~15 s, which held every stop for its whole grace.
         """
         records = self._records()
-        leaders = [p for p in (processes.live_process(rec) for rec in records.values()) if p is not None]
-        targets = processes.process_trees(leaders)
-        for leader in leaders:
-            processes.send_group(leader.pid, signal.SIGTERM)
-        for proc in targets:
-            processes.send(proc, signal.SIGTERM)
-        survivors = self._wait_gone(targets, grace)
-        for leader in leaders:
+        leaders = {name: p for name, p in ((n, processes.live_process(r)) for n, r in records.items()) if p}
+        targets = processes.process_trees(list(leaders.values()))
+        served = {name for name, rec in records.items() if _serves_others(rec.get("command", ()))}
+        survivors = []
+        for tier in ([n for n in leaders if n not in served], [n for n in leaders if n in served]):
+            tier_leaders = [leaders[name] for name in tier]
+            tier_targets = processes.process_trees(tier_leaders)
+            for leader in tier_leaders:
+                processes.send_group(leader.pid, signal.SIGTERM)
+            for proc in tier_targets:
+                processes.send(proc, signal.SIGTERM)
+            survivors += self._wait_gone(tier_targets, grace)
+        survivors += [proc for proc in targets if processes.is_alive(proc) and proc not in survivors]
+        for leader in leaders.values():
             processes.send_group(leader.pid, signal.SIGKILL)
         for proc in survivors:
             processes.send(proc, signal.SIGKILL)
@@ -483,6 +492,12 @@ class AirflowStack:
             if not survivors or time.monotonic() > deadline:
                 return survivors
             time.sleep(0.2)
+
+
+def _serves_others(command: Sequence[str]) -> bool:
+    """The api-server and non-Airflow services (the broker): what the other components talk to while stopping."""
+    words = [Path(word).name for word in command[:3]]
+    return "api-server" in words or not any(word == "airflow" for word in words)
 
 
 def _celery_nodes_answering(workers: Mapping[str, Mapping[str, str]]) -> set[str]:
