@@ -25,6 +25,9 @@ os.environ.update(
 )
 os.environ.pop("DODAS_DATABASE_URL", None)
 
+# fixtures shared by several files, imported once the environment above is set
+from _plugin_stack import SHARED_STACK_FILES, plugin_stack, plugin_stack_provider, plugin_store_env  # noqa: E402, F401
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
@@ -76,10 +79,25 @@ def postgres_url() -> Iterator[str]:
 
 
 # Tests run on two worker processes (pytest-xdist, `--dist loadfile --no-loadscope-reorder`): each file stays on
-# one worker, so its module fixtures (Airflow stacks, cloud doubles) start once. The file holding both live-Spark tests
-# (a real Airflow with real Spark clusters) goes first, so the other worker fills in around its ~8 minutes.
-FIRST_FILES = ("test_elastic_e2e.py",)
+# one worker, so its module fixtures (Airflow stacks, cloud doubles) start once; the files sharing the session's
+# plugin stack stay together on one worker too (SharedStackScheduling). The longest units go first, so the other
+# worker fills in around them.
+FIRST_FILES = ("test_elastic_e2e.py", "test_celery_e2e.py", *SHARED_STACK_FILES)
+SHARED_STACK_UNIT = "plugin-stack"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in FIRST_FILES)
+    order = {name: rank for rank, name in enumerate(FIRST_FILES)}
+    items.sort(key=lambda item: order.get(item.path.name, len(FIRST_FILES)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Files, as `--dist loadfile` schedules them, except that SHARED_STACK_FILES are one unit."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedStackScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_STACK_UNIT if Path(path).name in SHARED_STACK_FILES else path
+
+    return SharedStackScheduling(config, log)

@@ -18,13 +18,12 @@ from typing import Any
 import httpx
 import pytest
 from _api_fixtures import client, free_port
-from oidc_provider.fixture import Provider, running_provider
+from _plugin_stack import AUDIENCE
+from oidc_provider.fixture import Provider
 
 from dodas_tasks.deploy.orchestrator_view import API_PREFIX
 from dodas_tasks.devstack.local_airflow import AirflowStack
 
-REPO = Path(__file__).resolve().parents[1]
-AUDIENCE = "dodas"
 VM = """
 tosca_definitions_version: tosca_simple_yaml_1_0
 imports:
@@ -84,10 +83,9 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    with running_provider(900) as running:
-        yield running
+@pytest.fixture
+def provider(plugin_stack_provider: Provider) -> Provider:
+    return plugin_stack_provider
 
 
 @pytest.fixture(scope="module")
@@ -102,35 +100,10 @@ def receiver() -> Iterator[Receiver]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[AirflowStack]:
-    patch = pytest.MonkeyPatch()
-    patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("api-dodas")))  # its own store
-    iam = {
-        "conn_type": "http",
-        "host": provider.issuer,
-        "login": provider.client_id,
-        "password": provider.client_secret,
-        "extra": {"audience": AUDIENCE, "group_claim": "groups"},
-    }
-    stack = AirflowStack(
-        tmp_path_factory.mktemp("api-airflow"),
-        REPO / "dags",
-        REPO / "plugins",
-        port=free_port(),
-        parallelism=4,
-        extra_env={
-            "DODAS_HOME": os.environ["DODAS_HOME"],
-            "AIRFLOW_CONN_DODAS_IAM": json.dumps(iam),
-            "DODAS_API_ADMIN_GROUPS": "dodas-admins",
-        },
-    )
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
-        patch.undo()
+@pytest.fixture
+def stack(plugin_store_env: AirflowStack) -> AirflowStack:
+    """The session's plugin stack (tests/_plugin_stack.py), its store read by this test as its tasks read it."""
+    return plugin_store_env
 
 
 def wait_status(user: httpx.Client, uuid: str, wanted: set[str], timeout: float = 300) -> dict[str, Any]:

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from dodas_tasks.devstack.local_airflow import AirflowStack
 from dodas_tasks.store import DeploymentStatus, Store
 
-REPO = Path(__file__).resolve().parents[1]
 PLAIN = """
 tosca_definitions_version: tosca_simple_yaml_1_0
 imports:
@@ -33,12 +29,6 @@ topology_template:
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_status(deployment_id: str, wanted: set[str], timeout: float = 300) -> str:
     deadline = time.monotonic() + timeout
     with Store() as store:
@@ -50,35 +40,10 @@ def wait_status(deployment_id: str, wanted: set[str], timeout: float = 300) -> s
             time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    home = tmp_path_factory.mktemp("rest-airflow")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("DODAS_HOME", str(tmp_path_factory.mktemp("rest-dodas")))  # its own store: no other test's DAGs
-    stack = AirflowStack(
-        home,
-        REPO / "dags",
-        REPO / "plugins",
-        port=free_port(),
-        parallelism=4,
-        # no periodic re-parse during the test: only dodas_submit's explicit re-parse can show the new DAG
-        extra_env={
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
-            "DODAS_HOME": os.environ["DODAS_HOME"],
-            # a deleted deployment's DAG goes at the next parse (by default it stays 10 min for its last tasks), and
-            # Airflow marks a DAG gone from its file stale within seconds (defaults: 50 s after it last saw it,
-            # checked every 60 s)
-            "DODAS_DAG_RETIRE_S": "0",
-            "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD": "2",
-            "AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": "2",
-        },
-    )
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
-        patch.undo()
+@pytest.fixture
+def stack(plugin_store_env: AirflowStack) -> AirflowStack:
+    """The session's plugin stack (tests/_plugin_stack.py), its store read by this test as its tasks read it."""
+    return plugin_store_env
 
 
 def test_submit_and_undeploy_through_the_rest_api(stack: AirflowStack, monkeypatch: pytest.MonkeyPatch) -> None:

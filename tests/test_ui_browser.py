@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _api_fixtures import free_port
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -26,15 +24,13 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.deploy.orchestrator_view import API_PREFIX
 from dodas_tasks.devstack.local_airflow import AirflowStack
 from dodas_tasks.naming import deployment_dag_id, short_id
+from dodas_tasks.store import Store
 from dodas_tasks.ui.in_airflow import UI_PREFIX
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-USERS = {"alice": "user", "bob": "user"}  # besides the stack's admin
 UI_DEADLINE_S = 60  # a page or element to show up
 DEPLOY_DEADLINE_S = 900  # a Spark cluster created, scaled or deleted on a busy 2-core machine
 VM = """
@@ -51,32 +47,11 @@ topology_template:
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    root = tmp_path_factory.mktemp("ui-stack")
-    dodas_home = root / "dodas"
-    users = ",".join(["admin:admin", *(f"{name}:{role}" for name, role in USERS.items())])
-    airflow = AirflowStack(
-        root / "home",
-        REPO / "dags",
-        REPO / "plugins",
-        port=free_port(),
-        parallelism=4,
-        extra_env={"DODAS_HOME": str(dodas_home), "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users},
-    )
-    airflow.admin_credentials()  # writes the admin's password file; the users' passwords are ours, never printed
-    passwords = {**json.loads(airflow.passwords_file.read_text()), **{n: secrets.token_urlsafe(12) for n in USERS}}
-    airflow.passwords_file.write_text(json.dumps(passwords))
-    airflow.start()
-    try:
-        yield airflow
-    finally:
-        try:
-            airflow.stop()
-        finally:  # VMs a failed test left behind: each sandbox and what it started, stopped by its PID
-            cloud = LocalCloud(home=dodas_home)
-            for server in cloud.list_all():
-                cloud.delete_server(server.id)
+@pytest.fixture
+def stack(plugin_store_env: AirflowStack) -> AirflowStack:
+    """The session's plugin stack (tests/_plugin_stack.py): users alice and bob besides the admin; its store is
+    read by this test as its tasks read it."""
+    return plugin_store_env
 
 
 @pytest.fixture
@@ -133,6 +108,15 @@ def until_status(driver: WebDriver, css: str, wanted: str, failed: str) -> Calla
     return reached
 
 
+def new_row_id(driver: WebDriver, rows: str, earlier: set[str]) -> str | None:
+    """The id of the first listed deployment that did not exist before, if one is listed yet."""
+    try:
+        ids = [row.get_attribute("data-id") for row in driver.find_elements(By.CSS_SELECTOR, rows)]
+    except StaleElementReferenceException:  # the page refreshed its table meanwhile
+        return None
+    return next((i for i in ids if i and i not in earlier), None)
+
+
 def log_in(driver: WebDriver, stack: AirflowStack, user: str) -> None:
     driver.get(f"{stack.ui_url()}/")
     name = wait(driver).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "input[type=text], input[name=username]")))
@@ -158,6 +142,8 @@ def test_submit_watch_scale_and_undeploy_from_the_deployments_page(
     stack: AirflowStack, browser: WebDriver, tmp_path: Path
 ) -> None:
     driver = browser
+    with Store() as store:  # the stack is shared: other tests' deployments are listed too
+        earlier = {d.id for d in store.list_deployments()}
     log_in(driver, stack, "admin")
 
     # dodas_submit's trigger form, submitted with its defaults (templates/spark_local.yaml on the local cloud)
@@ -173,9 +159,10 @@ def test_submit_watch_scale_and_undeploy_from_the_deployments_page(
     # the Deployments entry of Airflow's navigation
     wait(driver).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "a[href$='/plugin/deployments']"))).click()
     into_view(driver, "Deployments")
-    row = "table.deployments tbody tr"
-    deployment_id = wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-id"))
+    rows = "table.deployments tbody tr"
+    deployment_id = wait(driver).until(lambda d: new_row_id(d, rows, earlier))
     assert re.fullmatch(r"[0-9a-f-]{36}", deployment_id)
+    row = f"{rows}[data-id='{deployment_id}']"
     first_row = text_of(driver, row)
     assert short_id(deployment_id) in first_row and "Spark standalone cluster" in first_row
     assert "admin (Airflow user)" in first_row and "local" in first_row
@@ -188,7 +175,7 @@ def test_submit_watch_scale_and_undeploy_from_the_deployments_page(
 
     # the deployment's page: nodes, outputs (URLs clickable), events, inputs, template
     into_view(driver, "Deployments")
-    driver.find_element(By.CSS_SELECTOR, "a.deployment-link").click()
+    driver.find_element(By.CSS_SELECTOR, f"{row} a.deployment-link").click()
     wait(driver).until(EC.text_to_be_present_in_element((By.ID, "deployment-id"), deployment_id))
     assert text_of(driver, "#status") == "CREATE_COMPLETE"
     nodes = driver.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
