@@ -3,7 +3,8 @@
 Airflow on a PostgreSQL database of this test's own, CeleryExecutor over a redis-server of its own, two Celery
 workers on host names of their own (airflow-worker-1/-2, as the compose file names them), the DODAS store on
 PostgreSQL created and migrated by the compose file's airflow-init. On it the demo template (Spark standalone on
-the local cloud) deploys with tasks on both workers, scales out, heals a killed worker VM and undeploys to nothing.
+the local cloud) deploys with tasks on both workers, scales out, heals a killed worker VM and undeploys to nothing;
+then a light template survives a Celery worker killed mid-provisioning, Redis and the scheduler restarted.
 The mapping of container-only values is compose.Placement's; the test's own settings are the `.env` lines of
 _service_fixtures (small pools for a 2-core machine, its databases) and SPEED.
 """
@@ -24,12 +25,13 @@ from _service_fixtures import celery_service
 
 from dodas_tasks import demo
 from dodas_tasks.clouds.local import LocalCloud
-from dodas_tasks.clouds.local.procs import processes_with_node_id
+from dodas_tasks.clouds.local.procs import NODE_ID_ENV, processes_with_node_id
+from dodas_tasks.deploy import service as requests
 from dodas_tasks.devstack import processes
 from dodas_tasks.devstack.local_airflow import AirflowStack
 from dodas_tasks.frameworks.cluster_view import cluster_of
 from dodas_tasks.frameworks.spark import SparkStandalone
-from dodas_tasks.naming import deployment_dag_id
+from dodas_tasks.naming import SUBMIT_DAG_ID, TAG_INDEX, UNDEPLOY_DAG_ID, deployment_dag_id, deployment_tags
 from dodas_tasks.store import DeploymentStatus, NodeState, Store
 
 pytestmark = pytest.mark.slow
@@ -37,8 +39,9 @@ pytestmark = pytest.mark.slow
 WORKERS = "spark-worker-server"
 DEADLINE_S = 420.0
 # The test's own overrides of the compose file's settings: a VM found dead is replaced within seconds (default
-# interval 30 s).
-SPEED = {"DODAS_HEALING_INTERVAL_S": "5"}
+# interval 30 s); a task whose worker died is failed (and retried) 20 s after its last heartbeat (the compose file's
+# AIRFLOW_TASK_HEARTBEAT_TIMEOUT, default 60 s).
+SPEED = {"DODAS_HEALING_INTERVAL_S": "5", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20"}
 
 
 def poll(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
@@ -155,3 +158,143 @@ def test_demo_template_deploys_scales_heals_and_undeploys_on_two_celery_workers(
     leftovers = {server: processes_with_node_id(server) for server in [*nodes, first_worker.cloud_id]}
     assert not any(leftovers.values()), leftovers
     print(f"[measure] deploy, scale, heal, undeploy on Celery: {time.monotonic() - started:.0f} s")
+
+
+# -- faults on the distributed stack (issue 14 point 4) ----------------------------------------------------------
+
+LIGHT = """
+tosca_definitions_version: tosca_simple_yaml_1_0
+imports:
+  - indigo: https://raw.githubusercontent.com/indigo-dc/tosca-types/master/custom_types.yaml
+topology_template:
+  node_templates:
+    vm:
+      type: tosca.nodes.indigo.Compute
+      capabilities:
+        scalable: {properties: {count: 2}}
+        host: {properties: {num_cpus: 1, mem_size: 512 MB}}
+"""
+PROVISION = "provision.vm"
+SCHEDULER, REDIS = "airflow-scheduler", "redis"
+
+
+def submit_light(stack: AirflowStack, store: Store) -> str:
+    """A 2-VM deployment, no framework (bench/throughput.py's), registered as the submit DAG does, its DAG parsed."""
+    deployment_id = requests.submit(store, LIGHT, {})
+    stack.rest.reparse_file_of(SUBMIT_DAG_ID)
+    stack.rest.wait_for_dag(deployment_dag_id(deployment_id), timeout=120, reparse_via=SUBMIT_DAG_ID)
+    return deployment_id
+
+
+def task_instance(stack: AirflowStack, deployment_id: str, task_id: str) -> dict[str, Any] | None:
+    """The task instance of the deployment's first run (its creation), as the REST API reports it."""
+    reply = stack.rest.api(
+        "GET", f"/api/v2/dags/{deployment_dag_id(deployment_id)}/dagRuns/~/taskInstances", params={"limit": 1000}
+    )
+    found = [ti for ti in reply["task_instances"] if ti["task_id"] == task_id]
+    return min(found, key=lambda ti: ti["run_after"]) if found else None
+
+
+def running_on_a_worker(stack: AirflowStack, deployment_id: str, task_id: str) -> dict[str, Any] | None:
+    ti = task_instance(stack, deployment_id, task_id)
+    return ti if ti and ti["state"] == "running" and ti["hostname"] and ti["pid"] else None
+
+
+def provisioning(stack: AirflowStack, deployment_id: str) -> bool:
+    """The deployment's provision task has started and not finished yet: the deployment is midway."""
+    ti = task_instance(stack, deployment_id, PROVISION)
+    return bool(ti and ti["state"] in ("running", "deferred") and ti["hostname"])
+
+
+def retried_on(stack: AirflowStack, deployment_id: str, after_try: int, host: str) -> dict[str, Any] | None:
+    """The provision task instance once a try after `after_try` has started on `host`."""
+    ti = task_instance(stack, deployment_id, PROVISION)
+    started = ti and ti["try_number"] > after_try and ti["state"] not in ("up_for_retry", "scheduled", "queued")
+    return ti if started and ti["hostname"] == host else None
+
+
+def first_server(cloud: LocalCloud, deployment_id: str, deadline_s: float = 120.0) -> None:
+    """Polls the cloud closely (a create takes a fraction of a second) until a server of the deployment exists."""
+    end = time.monotonic() + deadline_s
+    while not cloud.list_servers(deployment_tags(deployment_id)):
+        if time.monotonic() > end:
+            pytest.fail(f"no server of {deployment_id} within {deadline_s:.0f} s")
+        time.sleep(0.01)
+
+
+def local_cloud_vm(proc: psutil.Process) -> bool:
+    """A VM of the local cloud being launched by a task (it carries its node id): the cloud's, not the worker's
+    host's, as a cloud's VM outlives the client that asked for it."""
+    return NODE_ID_ENV in proc.environ()
+
+
+def assert_servers_match_the_plan(cloud: LocalCloud, store: Store, deployment_id: str) -> set[str]:
+    """One server per slot of the plan (no duplicate VM), each one a node's (none leaked); returns their ids."""
+    servers = cloud.list_servers(deployment_tags(deployment_id))
+    assert sorted(int(s.tags[TAG_INDEX]) for s in servers) == [0, 1], [(s.id, s.tags) for s in servers]
+    assert {n.cloud_id for n in store.list_nodes(deployment_id)} == {s.id for s in servers}
+    return {s.id for s in servers}
+
+
+def test_a_killed_worker_a_restarted_scheduler_and_redis_leave_no_duplicate_and_nothing_behind(
+    service: AirflowStack, store: Store
+) -> None:
+    """First deployment: the Celery worker running `provision.vm` is SIGKILLed (its whole process tree, as when its
+    host dies) once the task has made a VM, and Redis is restarted (it keeps no data) while the task is orphaned;
+    Airflow's task heartbeat timeout fails that try, the retry runs on the other worker and adopts the VMs made.
+    Second deployment, submitted once the retry runs: the scheduler is SIGKILLed while it provisions, and started
+    again. Both complete with one VM per slot, then are undeployed together to nothing."""
+    started = time.monotonic()
+    cloud = LocalCloud()
+    workers = {c.hostname: c.name for c in service.components if c.airflow_subcommand == "celery worker"}
+    deployments: list[str] = []
+    seen: set[str] = set()
+    try:
+        # -- a Celery worker dies while its task provisions; Redis restarts while the task is orphaned
+        killed_worker = submit_light(service, store)
+        deployments.append(killed_worker)
+        ti = poll(lambda: running_on_a_worker(service, killed_worker, PROVISION), f"{PROVISION} to run")
+        victim, (survivor,) = workers[ti["hostname"]], set(workers) - {ti["hostname"]}
+        first_server(cloud, killed_worker)
+        pids = service.kill(victim, spare=local_cloud_vm)
+        made = {s.id for s in cloud.list_servers(deployment_tags(killed_worker))}
+        seen |= made
+        after_kill = task_instance(service, killed_worker, PROVISION)
+        print(f"[measure] {victim} killed ({len(pids)} processes) with {len(made)} VM(s) made")
+        assert ti["pid"] in pids  # the task's own process was on the killed worker
+        assert after_kill and after_kill["state"] == "running" and after_kill["try_number"] == ti["try_number"]
+        service.restart(REDIS)
+        retry = poll(lambda: retried_on(service, killed_worker, ti["try_number"], survivor), f"the retry on {survivor}")
+        print(f"[measure] try {retry['try_number']} on {retry['hostname']} {time.monotonic() - started:.0f} s in")
+
+        # -- the scheduler dies while a second deployment provisions, and is started again
+        killed_scheduler = submit_light(service, store)
+        deployments.append(killed_scheduler)
+        service.restart(victim)  # as compose's `restart: always`; both deployments go on meanwhile
+        poll(lambda: provisioning(service, killed_scheduler), f"{PROVISION} of the second deployment to start")
+        service.kill(SCHEDULER)
+        restarted = time.monotonic()
+        service.restart(SCHEDULER)
+        print(f"[measure] scheduler back in {time.monotonic() - restarted:.0f} s")
+
+        for deployment_id in deployments:
+            assert demo.watch(deployment_id, print, timeout=DEADLINE_S) == DeploymentStatus.CREATE_COMPLETE
+            seen |= assert_servers_match_the_plan(cloud, store, deployment_id)
+        kept = made & seen
+        adopted = [e.message for e in store.list_events(killed_worker, limit=1000) if e.kind == "adopt"]
+        print(f"[measure] made before the kill {sorted(made)}, kept {sorted(kept)}; adopted: {adopted}")
+        assert kept, "no VM made before the kill was kept"
+    finally:
+        marks = {d: demo.last_event_id(d) for d in deployments}
+        runs = [service.rest.trigger_dag(UNDEPLOY_DAG_ID, {"deployment_id": d}) for d in deployments]
+        assert [service.rest.wait_for_run(UNDEPLOY_DAG_ID, r, timeout=DEADLINE_S) for r in runs] == ["success"] * len(
+            runs
+        )
+        until = {DeploymentStatus.DELETE_COMPLETE, DeploymentStatus.DELETE_FAILED}
+        outcomes = [demo.watch(d, print, until=until, since=marks[d], timeout=DEADLINE_S) for d in deployments]
+    assert outcomes == [DeploymentStatus.DELETE_COMPLETE] * 2
+    assert [s for d in deployments for s in cloud.list_servers(deployment_tags(d))] == []
+    leftovers = {server: processes_with_node_id(server) for server in seen}
+    assert not any(leftovers.values()), leftovers
+    assert service.is_running()  # every component up again for whatever runs next
+    print(f"[measure] worker killed, Redis and scheduler restarted, 2 deployments: {time.monotonic() - started:.0f} s")

@@ -18,7 +18,7 @@ from dodas_tasks.deploy.placement import place
 from dodas_tasks.deploy.ssh_access import check_jump_group
 from dodas_tasks.frameworks.registry import check_options
 from dodas_tasks.naming import short_id
-from dodas_tasks.store import AmbiguousDeploymentId, DeploymentNotFoundError, Store
+from dodas_tasks.store import AmbiguousDeploymentId, DeploymentNotFoundError, DeploymentRecord, Store
 from dodas_tasks.store.vocabulary import DeploymentStatus
 from dodas_tasks.tosca.compiler import compile as compile_template
 from dodas_tasks.tosca.errors import DodasTemplateError, TemplateProblem
@@ -201,27 +201,26 @@ def request_scale(
 ) -> str:
     """Ask for `count` nodes in `group` (removing the listed node ids first); the next DAG run applies it.
 
-    `deployment_id` may be a prefix (Store.resolve_id); returns the full id."""
+    The checks and the change are one transaction on the deployment's row (Store.modify_deployment): a scale that
+    races an undeploy is refused once the deletion is recorded, never written over it. `deployment_id` may be a
+    prefix (Store.resolve_id); returns the full id."""
     deployment_id = store.resolve_id(deployment_id)
-    dep = store.get_deployment(deployment_id)
-    if dep.status in (DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE):
-        raise RequestConflict(f"deployment {deployment_id} is being deleted; it cannot be scaled")
-    plan = dep.plan
-    try:
-        plan.group(group)
-    except KeyError:
-        raise RequestRefused(
-            f"deployment {deployment_id} has no compute group {group!r}; groups: {[g.name for g in plan.groups]}"
-        ) from None
     if count < 0:
         raise RequestRefused(f"count must be 0 or more, got {count}")
+
+    def change(dep: DeploymentRecord) -> dict[str, Any]:
+        if dep.status in (DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE):
+            raise RequestConflict(f"deployment {deployment_id} is being deleted; it cannot be scaled")
+        groups = [g.name for g in dep.plan.groups]
+        if group not in groups:
+            raise RequestRefused(f"deployment {deployment_id} has no compute group {group!r}; groups: {groups}")
+        return {
+            "desired_counts": {**dep.desired_counts, group: count},
+            "removal_list": sorted(set(dep.removal_list) | set(removal_list or [])),
+        }
+
     store.modify_deployment(
-        deployment_id,
-        lambda d: {
-            "desired_counts": {**d.desired_counts, group: count},
-            "removal_list": sorted(set(d.removal_list) | set(removal_list or [])),
-        },
-        event=("scale", f"{group}: desired {count}{' — ' + reason if reason else ''}"),
+        deployment_id, change, event=("scale", f"{group}: desired {count}{' — ' + reason if reason else ''}")
     )
     return deployment_id
 
@@ -229,13 +228,21 @@ def request_scale(
 def request_undeploy(store: Store, deployment_id: str, reason: str = "requested") -> str:
     """Mark for deletion; the deployment DAG's next run deletes every resource and retires the DAG.
 
-    `deployment_id` may be a prefix (Store.resolve_id); returns the full id."""
+    Zero counts and DELETE_IN_PROGRESS are written in one transaction (Store.modify_deployment), so a scale
+    racing it either lands before it or is refused. `deployment_id` may be a prefix (Store.resolve_id); returns
+    the full id."""
     deployment_id = store.resolve_id(deployment_id)
-    dep = store.get_deployment(deployment_id)
-    if dep.status == DeploymentStatus.DELETE_COMPLETE:
-        raise RequestConflict(f"deployment {deployment_id} is already deleted")
-    store.update_deployment(deployment_id, desired_counts={g: 0 for g in dep.desired_counts})
-    store.set_status(deployment_id, DeploymentStatus.DELETE_IN_PROGRESS, f"undeploy {reason}")
+
+    def change(dep: DeploymentRecord) -> dict[str, Any]:
+        if dep.status == DeploymentStatus.DELETE_COMPLETE:
+            raise RequestConflict(f"deployment {deployment_id} is already deleted")
+        return {
+            "desired_counts": {g: 0 for g in dep.desired_counts},
+            "status": DeploymentStatus.DELETE_IN_PROGRESS,
+            "status_reason": f"undeploy {reason}",
+        }
+
+    store.modify_deployment(deployment_id, change)
     return deployment_id
 
 

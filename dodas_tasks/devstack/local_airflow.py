@@ -19,7 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -350,25 +350,66 @@ class AirflowStack:
 
         Works from any process (reads the pid file). Task processes get their own process group from the
         Task SDK supervisor, so the whole process tree is snapshotted before signalling. Idempotent.
+        """
+        self._stop_recorded(self._records().values(), grace)
+        self.pid_file.unlink(missing_ok=True)
+        self._popen.clear()
+        self._rest = None
+
+    def processes_of(self, name: str) -> list[psutil.Process]:
+        """The live processes of one component: its recorded process, its descendants (a worker's task
+        processes) and what is left in its process group; empty once it is gone."""
+        leader = processes.live_process(self._records().get(name) or {"pid": -1, "create_time": 0})
+        return processes.process_trees([leader]) if leader is not None else []
+
+    def kill(self, name: str, spare: Callable[[psutil.Process], bool] | None = None) -> list[int]:
+        """SIGKILL every process of one component at once, as when its container or host dies; returns their pids.
+        `spare`: processes that are not the host's to lose (a local cloud's VMs it is launching belong to the
+        cloud). The component stays recorded (dead) until `restart`."""
+        self._resolve([name])
+        targets = [proc for proc in self.processes_of(name) if spare is None or not _spared(spare, proc)]
+        for proc in targets:
+            processes.send(proc, signal.SIGKILL)
+        if self._wait_gone(targets, 10.0):
+            raise StackError(f"Airflow {name} survived SIGKILL")
+        return sorted(proc.pid for proc in targets)
+
+    def restart(self, name: str, timeout: float = 180.0, grace: float = 30.0) -> None:
+        """Start one component again, as compose's `restart: always` does once it died (stopped first if it still
+        runs); returns once it is up: accepting connections, heartbeating since now, or answering Celery pings."""
+        (component,) = self._resolve([name])
+        records = self._records()
+        if name in records:
+            self._stop_recorded([records[name]], grace)
+        started_at = datetime.now(UTC)
+        records[name] = self._spawn(component)
+        self._write_records(records)
+        if component.tcp_port is not None:
+            self._wait_tcp(component, timeout)
+        else:
+            self.wait_healthy([component], since=started_at, timeout=timeout)
+
+    def _stop_recorded(self, records: Iterable[Mapping[str, Any]], grace: float) -> None:
+        """SIGTERM the recorded processes' groups and trees, SIGKILL what is left after `grace`.
+
         The components that run and parse tasks go first, while the api-server (and the broker) still answer: a
         task supervisor reports its task's end through the api-server, and against a closed port it retries for
         ~15 s, which held every stop for its whole grace.
         """
-        records = self._records()
-        leaders = {name: p for name, p in ((n, processes.live_process(r)) for n, r in records.items()) if p}
-        targets = processes.process_trees(list(leaders.values()))
-        served = {name for name, rec in records.items() if _serves_others(rec.get("command", ()))}
-        survivors = []
-        for tier in ([n for n in leaders if n not in served], [n for n in leaders if n in served]):
-            tier_leaders = [leaders[name] for name in tier]
-            tier_targets = processes.process_trees(tier_leaders)
-            for leader in tier_leaders:
+        alive = [(rec, p) for rec, p in ((rec, processes.live_process(rec)) for rec in records) if p is not None]
+        leaders = [p for _, p in alive]
+        targets = processes.process_trees(leaders)
+        survivors: list[psutil.Process] = []
+        for serving in (False, True):
+            tier = [p for rec, p in alive if _serves_others(rec.get("command", ())) == serving]
+            tier_targets = processes.process_trees(tier)
+            for leader in tier:
                 processes.send_group(leader.pid, signal.SIGTERM)
             for proc in tier_targets:
                 processes.send(proc, signal.SIGTERM)
             survivors += self._wait_gone(tier_targets, grace)
         survivors += [proc for proc in targets if processes.is_alive(proc) and proc not in survivors]
-        for leader in leaders.values():
+        for leader in leaders:
             processes.send_group(leader.pid, signal.SIGKILL)
         for proc in survivors:
             processes.send(proc, signal.SIGKILL)
@@ -376,9 +417,6 @@ class AirflowStack:
         if survivors:
             pids = sorted(p.pid for p in survivors)
             raise StackError(f"Airflow processes {pids} survived SIGKILL; pid file kept at {self.pid_file}")
-        self.pid_file.unlink(missing_ok=True)
-        self._popen.clear()
-        self._rest = None
 
     def wait_healthy(
         self,
@@ -394,7 +432,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         last: Any = "api-server not answering yet"
         while time.monotonic() < deadline:
-            self._raise_if_component_died()
+            self._raise_if_component_died([c.name for c in chosen])
             try:
                 report = self.rest.health()
             except (httpx.HTTPError, ValueError) as exc:
@@ -464,7 +502,7 @@ class AirflowStack:
     def _wait_tcp(self, component: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not processes.port_in_use(self.host, component.tcp_port or 0):
-            self._raise_if_component_died()
+            self._raise_if_component_died([component.name])
             if time.monotonic() > deadline:
                 raise StackError(f"{component.name} not accepting connections on {self.host}:{component.tcp_port}")
             time.sleep(0.1)
@@ -477,8 +515,10 @@ class AirflowStack:
         except httpx.HTTPError as exc:
             raise StackError(f"execution API at {self.ui_url()}/execution/ not answering: {exc}") from exc
 
-    def _raise_if_component_died(self) -> None:
-        for name, rec in self._records().items():
+    def _raise_if_component_died(self, names: Iterable[str] | None = None) -> None:
+        """StackError with its log's tail when a component (of `names`, default all) is no longer running."""
+        records = self._records()
+        for name, rec in ((n, records[n]) for n in (records if names is None else names) if n in records):
             if processes.live_process(rec) is None:
                 raise StackError(f"Airflow {name} exited during start-up; see {rec['log']}:\n" + _tail_file(rec["log"]))
 
@@ -520,6 +560,13 @@ def _celery_nodes_answering(workers: Mapping[str, Mapping[str, str]]) -> set[str
             app.close()
         answering.update(name for reply in replies for name in reply)
     return answering
+
+
+def _spared(spare: Callable[[psutil.Process], bool], proc: psutil.Process) -> bool:
+    try:
+        return spare(proc)
+    except psutil.Error:  # gone meanwhile: nothing to kill
+        return True
 
 
 def _venv_bin() -> Path:
