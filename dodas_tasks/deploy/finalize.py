@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 FAILURE_EVENT = "task_failed"  # one event per failed task of a run: "<task id>: <reason naming the node>"
 # A task Airflow failed without its own code saying why: killed (its worker SIGKILLed, OOM) on its last try and
-# failed by the scheduler's heartbeat timeout, so nothing was recorded
-UNREPORTED = "failed without reporting why: its process was killed or lost (see the task's log in Airflow)"
+# failed by the scheduler's heartbeat timeout, or ended by Airflow itself (a deferral's timeout)
+UNREPORTED = "failed without recording a reason: its process was killed or lost, or Airflow ended it (see its log)"
 
 
 @dataclass
