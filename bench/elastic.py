@@ -348,4 +348,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--fake-masters":
         fake_masters(sys.argv[2:])
     else:
-        main()
+        from dodas_tasks.devstack.interrupts import exit_on_signals
+
+        with exit_on_signals():  # SIGTERM (a time limit), SIGINT, SIGHUP: main's finally stops the stack
+            main()

