@@ -5,8 +5,9 @@ workers on host names of their own (airflow-worker-1/-2, as the compose file nam
 PostgreSQL created and migrated by the compose file's airflow-init, and the local cloud as the compose file's
 service of its own. The local cloud and airflow-worker-2 run on hosts of their own (network namespaces): the VMs
 are on the cloud host's loopback, so every worker reaches them only through the service's SSH gateway. On it the
-demo template (Spark standalone) deploys with tasks on both workers, SSH sessions through the gateway from both,
-scales out, heals a killed worker VM and undeploys to nothing; the worker's host has no way to the VMs.
+demo template (Spark standalone) deploys with tasks on both workers, scales out with airflow-worker-2 alone taking
+tasks (so SSH sessions from its host are sure), heals a killed worker VM and undeploys to nothing; every SSH session
+went through the gateway, and the worker's host has no way to the VMs.
 The mapping of container-only values is compose.Placement's; the test's own settings are the `.env` lines of
 _service_fixtures (small pools for a 2-core machine, its databases, its hosts) and SPEED.
 """
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psutil
@@ -128,6 +130,25 @@ def tcp_connect(netns: str, host: str, port: int) -> str:
     return done.stdout.strip() or done.stderr
 
 
+@contextmanager
+def only_worker(stack: AirflowStack, name: str) -> Iterator[None]:
+    """While the block runs, the other Celery workers take no new task (Celery's cancel_consumer, add_consumer)."""
+    from celery import Celery
+
+    others = [c for c in stack.components if c.celery_node and c.name != name]
+    env = stack.component_env(others[0])
+    queue = env.get("AIRFLOW__OPERATORS__DEFAULT_QUEUE", "default")
+    app = Celery(broker=env["AIRFLOW__CELERY__BROKER_URL"])
+    nodes = [c.celery_node for c in others]
+    try:
+        replies = app.control.cancel_consumer(queue, destination=nodes, reply=True, timeout=10)
+        assert len(replies) == len(nodes), replies
+        yield
+    finally:
+        app.control.add_consumer(queue, destination=nodes, reply=True, timeout=10)
+        app.close()
+
+
 def ssh_routes(stack: AirflowStack, deployment_id: str) -> dict[str, list[str]]:
     """Host name → every `connected to <node> via …` route in the logs of the deployment's task instances there."""
     dag_id = deployment_dag_id(deployment_id)
@@ -170,9 +191,10 @@ def test_demo_template_deploys_scales_heals_and_undeploys_on_two_celery_workers(
             assert tcp_connect(worker_host, node.private_ip, node.ssh_port) in {"ConnectionRefusedError", "OSError"}
 
         mark = demo.last_event_id(deployment_id)
-        demo.scale(service, deployment_id, WORKERS, 2)
-        until = {DeploymentStatus.UPDATE_COMPLETE, DeploymentStatus.UPDATE_FAILED}
-        assert demo.watch(deployment_id, print, until=until, since=mark) == DeploymentStatus.UPDATE_COMPLETE
+        with only_worker(service, REMOTE_WORKER):  # the scaling run's SSH sessions all start on the other host
+            demo.scale(service, deployment_id, WORKERS, 2)
+            until = {DeploymentStatus.UPDATE_COMPLETE, DeploymentStatus.UPDATE_FAILED}
+            assert demo.watch(deployment_id, print, until=until, since=mark) == DeploymentStatus.UPDATE_COMPLETE
         workers = store.list_nodes(deployment_id, group=WORKERS)
         assert len(workers) == 2 and {n.state for n in workers} == {NodeState.STARTED}
         poll(lambda: spark_workers(store, deployment_id) == sorted(n.name for n in workers), "Spark to count 2 workers")
@@ -190,9 +212,9 @@ def test_demo_template_deploys_scales_heals_and_undeploys_on_two_celery_workers(
         hosts = task_hosts(service, deployment_id)
         print(f"[measure] task instances per Celery worker: { {h: len(t) for h, t in hosts.items()} }")
         assert set(hosts) == {"airflow-worker-1", "airflow-worker-2"}
-        routes = ssh_routes(service, deployment_id)  # SSH sessions from both workers, all through the gateway
+        routes = ssh_routes(service, deployment_id)  # SSH sessions from both hosts, all through the gateway
         print({host: sorted(set(found)) for host, found in routes.items()})
-        assert routes.get(REMOTE_WORKER) and routes.get("airflow-worker-1"), routes
+        assert routes.get(REMOTE_WORKER), routes
         for host, found in routes.items():  # each through the gateway at the address its host reaches it at
             url = component(service, host).env["DODAS_LOCALCLOUD_URL"] if host in hosts else "?"
             gateway = f"({url.removeprefix('http://').rsplit(':', 1)[0]}:2200)"
