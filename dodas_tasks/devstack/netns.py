@@ -49,22 +49,24 @@ class Mesh:
         """The address `seen_from` reaches `host` at (MACHINE: this machine's own namespace)."""
         return self.addresses[(host, seen_from)]
 
-    def run(self, host: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run argv inside `host`'s namespace."""
-        return subprocess.run(
-            ["ip", "netns", "exec", self.namespaces[host], *argv], capture_output=True, text=True, timeout=timeout
-        )
-
 
 def _free_subnet() -> ipaddress.IPv4Network:
-    used = [ipaddress.ip_interface(word).network for word in ip("-4", "-o", "addr").split() if "/" in word]
+    """A random /24 of _SUPERNET that no address or route here touches."""
+    used = [_network(word) for word in ip("-4", "-o", "addr").split() if "/" in word]
     routes = ip("-4", "route", "show", "table", "all")
     candidates = list(_SUPERNET.subnets(new_prefix=24))
     random.shuffle(candidates)
     for subnet in candidates:
-        if not any(subnet.overlaps(net) for net in used) and str(subnet.network_address)[:-1] not in routes:
+        if not any(net and subnet.overlaps(net) for net in used) and str(subnet.network_address)[:-1] not in routes:
             return subnet
     raise NetnsError(f"no free /24 in {_SUPERNET}")
+
+
+def _network(word: str) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Interface(word).network
+    except ValueError:
+        return None
 
 
 @contextmanager
