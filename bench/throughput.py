@@ -1,5 +1,6 @@
 """Throughput: N deployments submitted at once, on LocalExecutor + SQLite and on CeleryExecutor + PostgreSQL with two
-workers (docker-compose.yml's services as processes, as tests/test_celery_e2e.py runs them), in one run.
+workers (docker-compose.yml's services as processes, as tests/test_celery_e2e.py runs them: the local cloud as a
+service and one worker on hosts of their own, network namespaces, so root is needed), in one run.
 
 Prints `figure celery_over_local_50`: wall time from the first submission until all N are CREATE_COMPLETE on the
 Celery stack ÷ the same on the local stack (target ≤ 1), and `figure deployments_per_minute_celery` (and `_local`).

@@ -1,7 +1,8 @@
 """`dodas localcloud serve` on loopback: the driver interface over HTTP, and its SSH gateway's rules.
 
 The service is a real process (started and stopped by PID); the driver under test is what `get_driver("local")`
-gives with DODAS_LOCALCLOUD_URL set. The network-isolated version is tests/test_localcloud_netns_e2e.py.
+gives with DODAS_LOCALCLOUD_URL set. The network-isolated version is tests/test_celery_e2e.py: the service and a
+Celery worker on hosts of their own (network namespaces).
 """
 
 from __future__ import annotations

@@ -107,6 +107,8 @@ def forwarded_port(
         yield listener.getsockname()[:2]
     finally:
         stop.set()
+        with contextlib.suppress(OSError):  # wakes the acceptor out of accept(): close() alone does not (Linux),
+            listener.shutdown(socket.SHUT_RDWR)  # and every tunnel's end waited `timeout` for it
         listener.close()
         acceptor.join(timeout)
         for pump in pumps:

@@ -9,8 +9,11 @@ What only exists in containers is mapped by a `Placement`, and by nothing else:
 - a `service:port` address in a value (`postgres:5432`, `redis:6379`, `airflow-apiserver:8080`) → an address here;
 - a container path prefix (`/opt/airflow`, `/opt/dodas-airflow`) → a folder here;
 - the api-server's bind address and every URL reaching it → the stack's loopback host:port (AirflowStack);
-- a service's `hostname:` → the same host name, given by UTS and mount namespaces (processes.spawn).
-Services `postgres` and `redis` are images, not Airflow: the caller supplies their equivalents (a database of
+- a service's `hostname:` → the same host name, given by UTS and mount namespaces (processes.spawn);
+- a service on a host of its own (`Placement.hosts`) → a network namespace, where the other services' addresses
+  are those that host reaches them at.
+The services run are those of the project's image (the common block's): the Airflow services and the local cloud
+service. Services `postgres` and `redis` are other images: the caller supplies their equivalents (a database of
 its own on the machine's PostgreSQL, a redis-server of its own).
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 COMMON_BLOCK = "x-airflow-common"
 INIT_SERVICE = "airflow-init"
 AIRFLOW_SERVICE_PREFIX = "airflow-"
+LOCALCLOUD_SERVICE = "dodas-localcloud"
 
 _VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>(?:[^{}]|\{[^{}]*\})*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
 _BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.DOTALL)
@@ -93,12 +97,28 @@ def load(compose_file: Path, env_file: Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Host:
+    """A host of its own for a service: a network namespace, and the service addresses as seen from there."""
+
+    netns: str
+    addresses: Mapping[str, str]  # "postgres:5432" → where this host reaches it; others as the Placement says
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where the compose file's container-only values land when its services run as processes here."""
 
     addresses: Mapping[str, str]  # "postgres:5432" → "127.0.0.1:5432"
     paths: Mapping[str, Path]  # "/opt/airflow" → a folder here; the longest prefix wins
     env_file: Path  # the .env the services read (`env_file:` entries) and the file is interpolated from
+    hosts: Mapping[str, Host] = field(default_factory=dict)  # service name → its own host; others run here
+
+    def of(self, service: str) -> Placement:
+        """The placement as `service` sees it: its host's addresses win."""
+        host = self.hosts.get(service)
+        if host is None:
+            return self
+        return Placement({**self.addresses, **host.addresses}, self.paths, self.env_file, self.hosts)
 
     def apply(self, value: str) -> str:
         for address, here in self.addresses.items():
@@ -128,18 +148,26 @@ def service_command(service: Mapping[str, Any], placement: Placement) -> tuple[s
     return tuple(placement.apply(word) for word in argv)
 
 
-def airflow_services(compose: Mapping[str, Any], placement: Placement) -> tuple[Component, list[Component]]:
-    """The init job and the long-running Airflow services (those named airflow-*, outside optional profiles)."""
+def project_services(compose: Mapping[str, Any], placement: Placement) -> tuple[Component, list[Component]]:
+    """The init job and the long-running services of the project's image (outside optional profiles): Airflow's,
+    and the local cloud service, which is up once it accepts connections on its first `expose`d port."""
     init: Component | None = None
     services: list[Component] = []
+    image = compose[COMMON_BLOCK].get("image")
     for name, service in compose["services"].items():
-        if not name.startswith(AIRFLOW_SERVICE_PREFIX) or service.get("profiles"):
+        if service.get("image") != image or service.get("profiles"):
             continue
+        here = placement.of(name)
+        host = placement.hosts.get(name)
+        tcp_host, tcp_port = _reached_at(name, service, placement)
         component = Component(
             name=name,
-            command=service_command(service, placement),
-            env=service_environment(service, placement),
+            command=service_command(service, here),
+            env=service_environment(service, here),
             hostname=service.get("hostname"),
+            tcp_port=tcp_port,
+            tcp_host=tcp_host,
+            netns=host.netns if host else None,
         )
         if name == INIT_SERVICE:
             init = component
@@ -148,6 +176,20 @@ def airflow_services(compose: Mapping[str, Any], placement: Placement) -> tuple[
     if init is None:
         raise ComposeError(f"no {INIT_SERVICE} service")
     return init, services
+
+
+def _reached_at(name: str, service: Mapping[str, Any], placement: Placement) -> tuple[str | None, int | None]:
+    """Where a service that is not Airflow's is reached from here: its first exposed port, at the placement's
+    address for it (None: the stack's host). Airflow's services have health checks of their own."""
+    exposed = service.get("expose") or []
+    if exposed and not name.startswith(AIRFLOW_SERVICE_PREFIX):
+        port = int(str(exposed[0]).split("/")[0])
+        address = placement.addresses.get(f"{name}:{port}")
+        if address is None:
+            return None, port
+        host, _, mapped = address.rpartition(":")
+        return host, int(mapped)
+    return None, None
 
 
 def compose_stack(
@@ -164,9 +206,10 @@ def compose_stack(
     the caller's own, documented overrides (test speed-ups), applied last.
     """
     apiserver = f"{AIRFLOW_SERVICE_PREFIX}apiserver:8080"
-    placement = Placement({**placement.addresses, apiserver: f"127.0.0.1:{port}"}, placement.paths, placement.env_file)
+    addresses = {**placement.addresses, apiserver: f"127.0.0.1:{port}"}
+    placement = Placement(addresses, placement.paths, placement.env_file, placement.hosts)
     compose = load(compose_file, placement.env_file)
-    init, services = airflow_services(compose, placement)
+    init, services = project_services(compose, placement)
     settings = service_environment(compose[COMMON_BLOCK], placement)
     return AirflowStack(
         airflow_home,

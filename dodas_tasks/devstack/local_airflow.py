@@ -42,10 +42,11 @@ PID_FILE_NAME = "dodas-stack.json"
 SECRETS_FILE_NAME = "dodas-stack-secrets.json"
 PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json"
 USERS_VARIABLE = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
+EXECUTION_API_VARIABLE = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 DEFAULT_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-# Health endpoint field for each Airflow subcommand that heartbeats (the api-server answers the endpoint itself).
 # The environment variable marking every process of a stack (value: its AIRFLOW_HOME); see AirflowStack.stop.
 STACK_MARKER = "DODAS_STACK_HOME"
+# Health endpoint field for each Airflow subcommand that heartbeats (the api-server answers the endpoint itself).
 HEALTH_FIELD = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
@@ -88,13 +89,15 @@ TASK_HEARTBEAT = {
 @dataclass(frozen=True)
 class Component:
     """One long-running process of a stack. `command[0] == "airflow"` runs this environment's Airflow CLI; how
-    it is known to be up follows from the subcommand (heartbeat, Celery ping), or from `tcp_port` on loopback."""
+    it is known to be up follows from the subcommand (heartbeat, Celery ping), or from `tcp_port`."""
 
     name: str
     command: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the stack's settings
     hostname: str | None = None  # its own host name, as a container's (processes.spawn)
     tcp_port: int | None = None  # a service (Redis) that is up once it accepts connections on the stack's host
+    tcp_host: str | None = None  # ... or at this address (a service on a host of its own)
+    netns: str | None = None  # the network namespace it runs in, as on a host of its own (processes.spawn)
 
     @property
     def airflow_subcommand(self) -> str | None:
@@ -201,10 +204,14 @@ class AirflowStack:
         return env
 
     def component_env(self, component: Component) -> dict[str, str]:
-        """The stack's environment with the component's own settings; placement and `extra_env` still win."""
+        """The stack's environment with the component's own settings; placement and `extra_env` still win,
+        except that a component on a network of its own reaches the api-server where its own settings say."""
         env = self.env()
         env.update(component.env)
-        env.update(self._placement())
+        placement = self._placement()
+        if component.netns is not None and EXECUTION_API_VARIABLE in component.env:
+            del placement[EXECUTION_API_VARIABLE]
+        env.update(placement)
         env.update(self.extra_env)
         return env
 
@@ -229,7 +236,7 @@ class AirflowStack:
             "AIRFLOW__API__HOST": self.host,
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": base_url,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+            EXECUTION_API_VARIABLE: f"{base_url}/execution/",
         }
 
     def _dev_settings(self) -> dict[str, str]:
@@ -554,7 +561,12 @@ class AirflowStack:
         out_path = self.logs_dir / f"{component.name}.out"
         try:
             proc = processes.spawn(
-                command, self.component_env(component), self.airflow_home, out_path, hostname=component.hostname
+                command,
+                self.component_env(component),
+                self.airflow_home,
+                out_path,
+                hostname=component.hostname,
+                netns=component.netns,
             )
         except processes.HostnameUnavailable as exc:
             raise StackError(f"{component.name}: {exc}") from exc
@@ -563,10 +575,11 @@ class AirflowStack:
 
     def _wait_tcp(self, component: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not processes.port_in_use(self.host, component.tcp_port or 0):
+        host = component.tcp_host or self.host
+        while not processes.port_in_use(host, component.tcp_port or 0):
             self._raise_if_component_died([component.name])
             if time.monotonic() > deadline:
-                raise StackError(f"{component.name} not accepting connections on {self.host}:{component.tcp_port}")
+                raise StackError(f"{component.name} not accepting connections on {host}:{component.tcp_port}")
             time.sleep(0.1)
 
     def _warm_execution_api(self, timeout: float) -> None:

@@ -1,6 +1,6 @@
-"""Process supervision for the stacks: start a detached process (optionally under a host name of its own), tell
-whether a recorded process is still the same one, snapshot process trees, find the processes carrying a stack's
-marker variable and signal them by PID."""
+"""Process supervision for the stacks: start a detached process (optionally under a host name, or in a network
+namespace, of its own), tell whether a recorded process is still the same one, snapshot process trees, find the
+processes carrying a stack's marker variable and signal them by PID."""
 
 from __future__ import annotations
 
@@ -25,20 +25,29 @@ _AS_HOST = 'hostname "$1" && mount --bind "$2" /etc/hosts && shift 2 && exec "$@
 
 
 class HostnameUnavailable(RuntimeError):
-    """A process asked for a host name of its own where namespaces cannot be made (not root, no unshare)."""
+    """A process asked for a host of its own (name or network) where namespaces cannot be made (not root, no
+    unshare or ip)."""
 
 
 def spawn(
-    argv: Sequence[str], env: Mapping[str, str], cwd: Path, log: Path, hostname: str | None = None
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    log: Path,
+    hostname: str | None = None,
+    netns: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start argv detached in its own session and process group, stdout and stderr appended to `log`.
 
     With `hostname`, the process runs as a container would on its own host: `uname -n` and Airflow's recorded
-    hostname are that name (the compose file's `hostname:`), while network and files stay this machine's.
+    hostname are that name (the compose file's `hostname:`), while files stay this machine's. With `netns`, its
+    network is that named namespace's (`ip netns exec`), else this machine's.
     """
     command = list(argv)
     if hostname is not None:
         command = [*_as_host_prefix(hostname, log.with_name(f"{log.stem}.hosts")), *command]
+    if netns is not None:
+        command = [*_in_netns_prefix(netns), *command]
     with log.open("ab") as out:
         return subprocess.Popen(
             command,
@@ -59,6 +68,13 @@ def _as_host_prefix(hostname: str, hosts_file: Path) -> list[str]:
         )
     hosts_file.write_text(Path("/etc/hosts").read_text() + f"\n{OWN_HOSTNAME_ADDRESS} {hostname}\n")
     return [unshare, "--uts", "--mount", "--", "/bin/sh", "-c", _AS_HOST, "sh", hostname, str(hosts_file)]
+
+
+def _in_netns_prefix(netns: str) -> list[str]:
+    ip = shutil.which("ip")
+    if os.geteuid() != 0 or ip is None:
+        raise HostnameUnavailable(f"running a process in network namespace {netns!r} needs root and iproute2")
+    return [ip, "netns", "exec", netns]  # execs the command: the same PID, recorded and signalled as itself
 
 
 def record(proc: subprocess.Popen[bytes]) -> dict[str, Any]:

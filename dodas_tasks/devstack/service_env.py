@@ -49,6 +49,7 @@ DODAS_DB=dodas
 AIRFLOW_FERNET_KEY={keys["fernet_key"]}
 AIRFLOW_API_SECRET_KEY={keys["secret_key"]}
 AIRFLOW_JWT_SECRET={keys["jwt_secret"]}
+DODAS_LOCALCLOUD_TOKEN={secrets.token_urlsafe(32)}
 {ADMIN_USER_VARIABLE}={ADMIN_USER}
 {ADMIN_PASSWORD_VARIABLE}={generate_password()}
 AIRFLOW_PARALLELISM=32
