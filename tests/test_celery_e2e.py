@@ -53,7 +53,7 @@ DEADLINE_S = 420.0
 SPEED = {"DODAS_HEALING_INTERVAL_S": "5"}
 
 
-def poll(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
+def poll(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S, every_s: float = 1.0) -> Any:
     end = time.monotonic() + deadline_s
     while True:
         value = condition()
@@ -61,7 +61,7 @@ def poll(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S
             return value
         if time.monotonic() > end:
             pytest.fail(f"timed out after {deadline_s:.0f} s waiting for {what}")
-        time.sleep(1.0)
+        time.sleep(every_s)
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def test_a_killed_worker_a_restarted_scheduler_and_redis_leave_no_duplicate_and_
         # -- a Celery worker dies while its task provisions; Redis restarts while the task is orphaned
         killed_worker = submit_light(service, store)
         deployments.append(killed_worker)
-        ti = poll(lambda: running_on_a_worker(service, killed_worker, PROVISION), f"{PROVISION} to run")
+        ti = poll(lambda: running_on_a_worker(service, killed_worker, PROVISION), f"{PROVISION} to run", 120, 0.1)
         victim, (survivor,) = workers[ti["hostname"]], set(workers) - {ti["hostname"]}
         first_server(cloud, killed_worker)
         pids = service.kill(victim, spare=local_cloud_vm)
@@ -345,12 +345,13 @@ def test_a_killed_worker_a_restarted_scheduler_and_redis_leave_no_duplicate_and_
         # -- the scheduler dies while a second deployment provisions, and is started again
         killed_scheduler = submit_light(service, store)
         deployments.append(killed_scheduler)
-        service.restart(victim)  # as compose's `restart: always`; both deployments go on meanwhile
-        poll(lambda: provisioning(service, killed_scheduler), f"{PROVISION} of the second deployment to start")
+        # provisioning lasts seconds (1 s boots): watched closely, and nothing else done meanwhile
+        poll(lambda: provisioning(service, killed_scheduler), f"{PROVISION} of the second deployment", 120, 0.1)
         service.kill(SCHEDULER)
         restarted = time.monotonic()
         service.restart(SCHEDULER)
         print(f"[measure] scheduler back in {time.monotonic() - restarted:.0f} s")
+        service.restart(victim)  # as compose's `restart: always`; both deployments go on meanwhile
 
         for deployment_id in deployments:
             assert demo.watch(deployment_id, print, timeout=DEADLINE_S) == DeploymentStatus.CREATE_COMPLETE
