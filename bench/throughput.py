@@ -32,18 +32,7 @@ from _service_fixtures import celery_service, free_port  # noqa: E402
 from dodas_tasks.devstack.local_airflow import QUICK_PICKUP, AirflowStack  # noqa: E402
 
 BOOT = {"DODAS_LOCAL_BOOT_DELAY": "1"}
-TEMPLATE = """
-tosca_definitions_version: tosca_simple_yaml_1_0
-imports:
-  - indigo: https://raw.githubusercontent.com/indigo-dc/tosca-types/master/custom_types.yaml
-topology_template:
-  node_templates:
-    vm:
-      type: tosca.nodes.indigo.Compute
-      capabilities:
-        scalable: {properties: {count: 2}}
-        host: {properties: {num_cpus: 1, mem_size: 512 MB}}
-"""
+TEMPLATE = (REPO / "tests" / "data" / "two_vms.yaml").read_text()
 DEADLINE_S = 3600.0
 
 

@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -237,18 +238,7 @@ def test_demo_template_deploys_scales_heals_and_undeploys_on_two_celery_workers(
 
 # -- faults on the distributed stack (issue 14 point 4) ----------------------------------------------------------
 
-LIGHT = """
-tosca_definitions_version: tosca_simple_yaml_1_0
-imports:
-  - indigo: https://raw.githubusercontent.com/indigo-dc/tosca-types/master/custom_types.yaml
-topology_template:
-  node_templates:
-    vm:
-      type: tosca.nodes.indigo.Compute
-      capabilities:
-        scalable: {properties: {count: 2}}
-        host: {properties: {num_cpus: 1, mem_size: 512 MB}}
-"""
+LIGHT = (Path(__file__).parent / "data" / "two_vms.yaml").read_text()  # 2 VMs, no framework
 PROVISION = "provision.vm"
 SCHEDULER, REDIS = "airflow-scheduler", "redis"
 
