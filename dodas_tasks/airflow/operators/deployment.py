@@ -7,6 +7,7 @@ only what is missing, finalize sets the orchestrator status from what this run r
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,8 @@ from dodas_tasks.store import DeploymentStatus, Store
 DELETING_OR_DELETED = {DeploymentStatus.DELETE_IN_PROGRESS, DeploymentStatus.DELETE_COMPLETE}
 DELETION_RUN_KEY = "deletion_run"  # XCom of begin: whether this run began as a deletion (else it creates/updates)
 SINCE_EVENT_KEY = "since_event"  # XCom of begin: the deployment's last event before this run (its failures follow)
+IN_TASK_BOOT_WAIT_S = 5.0  # boots shorter than this are waited for in the task, longer ones in the triggerer
+IN_TASK_BOOT_POLL_S = 0.5
 SUPERSEDED = "undeploy requested during this run: it stops here, the next run deletes the deployment"
 
 
@@ -241,6 +244,8 @@ class ProvisionGroupOperator(DeploymentOperator):
         while True:
             if self._superseded(context, store):
                 raise AirflowSkipException(SUPERSEDED)
+            if pending and self._booted_soon(store, pending):
+                pending, booted = [], pending
             if pending:
                 budget = self._budget(context, store)
                 self.defer(
@@ -259,6 +264,22 @@ class ProvisionGroupOperator(DeploymentOperator):
         ready = [n.name for n in store.list_nodes(self.deployment_id, self.group)]
         self.log.info("%s: %d node(s) ready", self.group, len(ready))
         return ready
+
+    def _booted_soon(self, store: Store, pending: list[str]) -> bool:
+        """Whether the pending VMs leave BUILD within IN_TASK_BOOT_WAIT_S, polled in the task: a boot that short is
+        cheaper to wait for here than a deferral's round trip through the triggerer and the scheduler (seconds), and
+        a trigger firing before the scheduler has processed the deferral itself hits an Airflow race that has the
+        resumed try reported as killed."""
+        from dodas_tasks.clouds.base import BUILD
+
+        provisioner = self._provisioner(store)
+        deadline = time.monotonic() + IN_TASK_BOOT_WAIT_S
+        while True:
+            if all(status != BUILD for status in provisioner.poll(pending).values()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(IN_TASK_BOOT_POLL_S)
 
 
 @contextmanager
