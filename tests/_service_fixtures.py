@@ -14,6 +14,7 @@ worker included, runs here and reaches the local cloud over this machine's link 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,7 +23,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import redis
 import sqlalchemy as sa
 
 from dodas_tasks.clouds.local import LocalCloud
@@ -129,3 +132,87 @@ def celery_service(
             finally:
                 for database in (airflow_db, dodas_db):
                     postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# -- what a failed test prints (a lost Celery message and a worker that no longer consumes look alike from outside) --
+
+BROKER_VARIABLE = "AIRFLOW__CELERY__BROKER_URL"
+INSPECTED = ("stats", "active", "reserved", "active_queues")
+
+
+def redis_report(url: str, most: int = 60) -> str:
+    """Every key of the broker with its type and size, and the members of kombu's binding tables: a task message
+    waiting in a queue (a worker not taking it), in `unacked` (taken, not acknowledged) or nowhere (lost), and
+    whether the queue is still bound to its exchange after a restart (a message to an unbound exchange is dropped)."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        found: list[str] = []
+        for key in sorted(client.scan_iter(count=1000))[:most]:
+            kind = client.type(key).decode()
+            size = {"list": client.llen, "hash": client.hlen, "set": client.scard, "zset": client.zcard}.get(kind)
+            line = f"{key!r}: {kind}" + (f" {size(key)}" if size else "")
+            if kind == "set" and key.startswith(b"_kombu.binding."):
+                line += f" {sorted(client.smembers(key))!r}"
+            found.append(line)
+        return "\n".join(found) or "(no keys)"
+    finally:
+        client.close()
+
+
+def celery_report(stack: AirflowStack) -> str:
+    """What each Celery worker of the stack answers over its broadcast queue (prefetch count, active and reserved
+    tasks, queues consumed): a worker answering while its task queue's messages wait does not consume."""
+    from celery import Celery
+
+    nodes = [c.celery_node for c in stack.components if c.celery_node]
+    if not nodes:
+        return "(no Celery worker in the stack)"
+    app = Celery(broker=stack.env()[BROKER_VARIABLE])
+    try:
+        inspector = app.control.inspect(destination=nodes, timeout=2.0)
+        answers = {method: getattr(inspector, method)() for method in INSPECTED}
+    finally:
+        app.close()
+    return "\n".join(f"{method}: {json.dumps(answer, default=str)[:4000]}" for method, answer in answers.items())
+
+
+def log_tails(stack: AirflowStack, lines: int = 40, width: int = 400) -> str:
+    """The last lines of each component's output (logs/<name>.out), each line cut to `width` characters."""
+    parts = []
+    for component in stack.components:
+        path = stack.logs_dir / f"{component.name}.out"
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError as exc:
+            tail = [f"(unreadable: {exc})"]
+        parts.append(f"--- {path}\n" + "\n".join(line[:width] for line in tail))
+    return "\n".join(parts)
+
+
+def stack_report(stack: AirflowStack) -> str:
+    """The broker's content, the Celery workers' answers and each component's log tail; a part that cannot be had
+    says why instead (the report is printed while a test fails, and must not hide that failure)."""
+    parts: list[tuple[str, Any]] = [
+        ("Redis", lambda: redis_report(stack.env()[BROKER_VARIABLE])),
+        ("Celery workers", lambda: celery_report(stack)),
+        ("component logs", lambda: log_tails(stack)),
+    ]
+    out = []
+    for title, make in parts:
+        try:
+            body = make()
+        except Exception as exc:
+            body = f"(unavailable: {type(exc).__name__}: {exc})"
+        out.append(f"===== {title}\n{body}")
+    return "\n".join(out)
+
+
+@contextmanager
+def reported_on_failure(stack: AirflowStack) -> Iterator[None]:
+    """Prints `stack_report` when the block fails (shown under the test's captured output), then lets it fail."""
+    try:
+        yield
+    except BaseException as exc:  # an error, an assertion, pytest.fail's Failed (a BaseException); not an interrupt
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            print(stack_report(stack))
+        raise
