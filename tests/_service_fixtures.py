@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 import sqlalchemy as sa
 
@@ -140,10 +141,11 @@ BROKER_VARIABLE = "AIRFLOW__CELERY__BROKER_URL"
 INSPECTED = ("stats", "active", "reserved", "active_queues")
 
 
-def redis_report(url: str, most: int = 60) -> str:
+def redis_report(url: str, stack: AirflowStack | None = None, most: int = 60) -> str:
     """Every key of the broker with its type and size, and the members of kombu's binding tables: a task message
-    waiting in a queue (a worker not taking it), in `unacked` (taken, not acknowledged) or nowhere (lost), and
-    whether the queue is still bound to its exchange after a restart (a message to an unbound exchange is dropped)."""
+    waiting in a queue (no worker takes it), in `unacked` (taken, not acknowledged) or nowhere (lost). Then every
+    client connection with its process (and the stack's component owning it), its last command and flags: a worker
+    consuming has a connection blocked on BRPOP (flags b, cmd brpop); one subscribed (sub=1) answers broadcasts."""
     client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
         found: list[str] = []
@@ -154,9 +156,29 @@ def redis_report(url: str, most: int = 60) -> str:
             if kind == "set" and key.startswith(b"_kombu.binding."):
                 line += f" {sorted(client.smembers(key))!r}"
             found.append(line)
-        return "\n".join(found) or "(no keys)"
+        clients = [_described(c, stack) for c in client.client_list()]
+        return "\n".join([*(found or ["(no keys)"]), f"clients ({len(clients)}):", *clients])
     finally:
         client.close()
+
+
+def _described(connection: Mapping[str, str], stack: AirflowStack | None) -> str:
+    """One Redis client connection, with the local process at its end (connections through a host's forwarder end
+    at the forwarder)."""
+    ip, _, port = connection["addr"].rpartition(":")
+    pids = {
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.pid and c.laddr and c.laddr.ip == ip and c.laddr.port == int(port)
+    }
+    owners = {
+        component.name
+        for component in (stack.components if stack else ())
+        for proc in stack.processes_of(component.name)
+        if proc.pid in pids
+    }
+    fields = " ".join(f"{k}={connection.get(k)}" for k in ("age", "idle", "flags", "sub", "psub", "cmd"))
+    return f"  {connection['addr']} pid={sorted(pids)} {sorted(owners)} {fields}"
 
 
 def celery_report(stack: AirflowStack) -> str:
@@ -193,7 +215,7 @@ def stack_report(stack: AirflowStack) -> str:
     """The broker's content, the Celery workers' answers and each component's log tail; a part that cannot be had
     says why instead (the report is printed while a test fails, and must not hide that failure)."""
     parts: list[tuple[str, Any]] = [
-        ("Redis", lambda: redis_report(stack.env()[BROKER_VARIABLE])),
+        ("Redis", lambda: redis_report(stack.env()[BROKER_VARIABLE], stack)),
         ("Celery workers", lambda: celery_report(stack)),
         ("component logs", lambda: log_tails(stack)),
     ]
