@@ -177,8 +177,17 @@ def _described(connection: Mapping[str, str], stack: AirflowStack | None) -> str
         for proc in stack.processes_of(component.name)
         if proc.pid in pids
     }
+    if not owners:  # not a component's: this test, or the forwarder relaying a worker on a host of its own
+        owners = {_command_of(pid) for pid in pids}
     fields = " ".join(f"{k}={connection.get(k)}" for k in ("age", "idle", "flags", "sub", "psub", "cmd"))
     return f"  {connection['addr']} pid={sorted(pids)} {sorted(owners)} {fields}"
+
+
+def _command_of(pid: int) -> str:
+    try:
+        return " ".join(Path(word).name for word in psutil.Process(pid).cmdline()[:4])[:80]
+    except psutil.Error:
+        return "?"
 
 
 def celery_report(stack: AirflowStack) -> str:
@@ -190,9 +199,10 @@ def celery_report(stack: AirflowStack) -> str:
     if not nodes:
         return "(no Celery worker in the stack)"
     app = Celery(broker=stack.env()[BROKER_VARIABLE])
-    try:
-        inspector = app.control.inspect(destination=nodes, timeout=2.0)
-        answers = {method: getattr(inspector, method)() for method in INSPECTED}
+    try:  # a connection of its own: a pooled one may be from before a broker restart
+        with app.connection_for_write() as connection:
+            inspector = app.control.inspect(destination=nodes, timeout=2.0, connection=connection)
+            answers = {method: getattr(inspector, method)() for method in INSPECTED}
     finally:
         app.close()
     return "\n".join(f"{method}: {json.dumps(answer, default=str)[:4000]}" for method, answer in answers.items())
