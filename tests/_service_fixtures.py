@@ -14,6 +14,7 @@ worker included, runs here and reaches the local cloud over this machine's link 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,7 +23,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psutil
+import redis
 import sqlalchemy as sa
 
 from dodas_tasks.clouds.local import LocalCloud
@@ -129,3 +133,118 @@ def celery_service(
             finally:
                 for database in (airflow_db, dodas_db):
                     postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# -- what a failed test prints (a lost Celery message and a worker that no longer consumes look alike from outside) --
+
+BROKER_VARIABLE = "AIRFLOW__CELERY__BROKER_URL"
+INSPECTED = ("stats", "active", "reserved", "active_queues")
+
+
+def redis_report(url: str, stack: AirflowStack | None = None, most: int = 60) -> str:
+    """Every key of the broker with its type and size, and the members of kombu's binding tables: a task message
+    waiting in a queue (no worker takes it), in `unacked` (taken, not acknowledged) or nowhere (lost). Then every
+    client connection with its process (and the stack's component owning it), its last command and flags: a worker
+    consuming has a connection blocked on BRPOP (flags b, cmd brpop); one subscribed (sub=1) answers broadcasts."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        found: list[str] = []
+        for key in sorted(client.scan_iter(count=1000))[:most]:
+            kind = client.type(key).decode()
+            size = {"list": client.llen, "hash": client.hlen, "set": client.scard, "zset": client.zcard}.get(kind)
+            line = f"{key!r}: {kind}" + (f" {size(key)}" if size else "")
+            if kind == "set" and key.startswith(b"_kombu.binding."):
+                line += f" {sorted(client.smembers(key))!r}"
+            found.append(line)
+        clients = [_described(c, stack) for c in client.client_list()]
+        return "\n".join([*(found or ["(no keys)"]), f"clients ({len(clients)}):", *clients])
+    finally:
+        client.close()
+
+
+def _described(connection: Mapping[str, str], stack: AirflowStack | None) -> str:
+    """One Redis client connection, with the local process at its end (connections through a host's forwarder end
+    at the forwarder)."""
+    ip, _, port = connection["addr"].rpartition(":")
+    pids = {
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.pid and c.laddr and c.laddr.ip == ip and c.laddr.port == int(port)
+    }
+    owners = {
+        component.name
+        for component in (stack.components if stack else ())
+        for proc in stack.processes_of(component.name)
+        if proc.pid in pids
+    }
+    if not owners:  # not a component's: this test, or the forwarder relaying a worker on a host of its own
+        owners = {_command_of(pid) for pid in pids}
+    fields = " ".join(f"{k}={connection.get(k)}" for k in ("age", "idle", "flags", "sub", "psub", "cmd"))
+    return f"  {connection['addr']} pid={sorted(pids)} {sorted(owners)} {fields}"
+
+
+def _command_of(pid: int) -> str:
+    try:
+        return " ".join(Path(word).name for word in psutil.Process(pid).cmdline()[:4])[:80]
+    except psutil.Error:
+        return "?"
+
+
+def celery_report(stack: AirflowStack) -> str:
+    """What each Celery worker of the stack answers over its broadcast queue (prefetch count, active and reserved
+    tasks, queues consumed): a worker answering while its task queue's messages wait does not consume."""
+    from celery import Celery
+
+    nodes = [c.celery_node for c in stack.components if c.celery_node]
+    if not nodes:
+        return "(no Celery worker in the stack)"
+    app = Celery(broker=stack.env()[BROKER_VARIABLE])
+    try:  # a connection of its own: a pooled one may be from before a broker restart
+        with app.connection_for_write() as connection:
+            inspector = app.control.inspect(destination=nodes, timeout=2.0, connection=connection)
+            answers = {method: getattr(inspector, method)() for method in INSPECTED}
+    finally:
+        app.close()
+    return "\n".join(f"{method}: {json.dumps(answer, default=str)[:4000]}" for method, answer in answers.items())
+
+
+def log_tails(stack: AirflowStack, lines: int = 40, width: int = 400) -> str:
+    """The last lines of each component's output (logs/<name>.out), each line cut to `width` characters."""
+    parts = []
+    for component in stack.components:
+        path = stack.logs_dir / f"{component.name}.out"
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError as exc:
+            tail = [f"(unreadable: {exc})"]
+        parts.append(f"--- {path}\n" + "\n".join(line[:width] for line in tail))
+    return "\n".join(parts)
+
+
+def stack_report(stack: AirflowStack) -> str:
+    """The broker's content, the Celery workers' answers and each component's log tail; a part that cannot be had
+    says why instead (the report is printed while a test fails, and must not hide that failure)."""
+    parts: list[tuple[str, Any]] = [
+        ("Redis", lambda: redis_report(stack.env()[BROKER_VARIABLE], stack)),
+        ("Celery workers", lambda: celery_report(stack)),
+        ("component logs", lambda: log_tails(stack)),
+    ]
+    out = []
+    for title, make in parts:
+        try:
+            body = make()
+        except Exception as exc:
+            body = f"(unavailable: {type(exc).__name__}: {exc})"
+        out.append(f"===== {title}\n{body}")
+    return "\n".join(out)
+
+
+@contextmanager
+def reported_on_failure(stack: AirflowStack) -> Iterator[None]:
+    """Prints `stack_report` when the block fails (shown under the test's captured output), then lets it fail."""
+    try:
+        yield
+    except BaseException as exc:  # an error, an assertion, pytest.fail's Failed (a BaseException); not an interrupt
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            print(stack_report(stack))
+        raise

@@ -108,6 +108,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
         airflow_stack.stop()
 
 
+def test_a_stack_never_started_has_no_processes(tmp_path: Path) -> None:
+    """As a failing test's report asks it, before or without any start (no pid file, no record)."""
+    unstarted = AirflowStack(tmp_path / "home", tmp_path / "dags", tmp_path / "plugins", port=_free_loopback_port())
+    assert unstarted.processes_of("scheduler") == [] and unstarted.members() == []
+
+
 def test_secrets_and_password_are_kept_across_instances(stack: AirflowStack) -> None:
     again = AirflowStack(stack.airflow_home, stack.dags_folder, stack.plugins_folder, port=stack.port)
     assert again.admin_credentials() == stack.admin_credentials()

@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 import pytest
-from _service_fixtures import REMOTE_WORKER, celery_service
+from _service_fixtures import REMOTE_WORKER, celery_service, reported_on_failure
 
 from dodas_tasks import demo
 from dodas_tasks.clouds.local import LocalCloud
@@ -184,51 +184,59 @@ def test_demo_template_deploys_scales_heals_and_undeploys_on_two_celery_workers(
     conf = {"template": "spark_local.yaml", "inputs": {"number_of_workers": 1}, "cloud": "local"}
     deployment_id = demo.submit(service, conf, print)
     try:
-        assert demo.watch(deployment_id, print, timeout=DEADLINE_S) == DeploymentStatus.CREATE_COMPLETE
-        print(f"[measure] created in {time.monotonic() - started:.0f} s")
-        assert listening_off_loopback(service) == []
-        (first_worker,) = store.list_nodes(deployment_id, group=WORKERS)
-        cloud_host, worker_host = component(service, LOCALCLOUD_SERVICE).netns, component(service, REMOTE_WORKER).netns
-        assert cloud_host and worker_host
-        for node in store.list_nodes(deployment_id):  # the VMs answer on the cloud's host, not on the worker's
-            assert tcp_connect(cloud_host, node.private_ip, node.ssh_port) == "ok"
-            assert tcp_connect(worker_host, node.private_ip, node.ssh_port) in {"ConnectionRefusedError", "OSError"}
+        with reported_on_failure(service):
+            assert demo.watch(deployment_id, print, timeout=DEADLINE_S) == DeploymentStatus.CREATE_COMPLETE
+            print(f"[measure] created in {time.monotonic() - started:.0f} s")
+            assert listening_off_loopback(service) == []
+            (first_worker,) = store.list_nodes(deployment_id, group=WORKERS)
+            cloud_host, worker_host = (
+                component(service, LOCALCLOUD_SERVICE).netns,
+                component(service, REMOTE_WORKER).netns,
+            )
+            assert cloud_host and worker_host
+            for node in store.list_nodes(deployment_id):  # the VMs answer on the cloud's host, not on the worker's
+                assert tcp_connect(cloud_host, node.private_ip, node.ssh_port) == "ok"
+                assert tcp_connect(worker_host, node.private_ip, node.ssh_port) in {"ConnectionRefusedError", "OSError"}
 
-        mark = demo.last_event_id(deployment_id)
-        with only_worker(service, REMOTE_WORKER):  # the scaling run's SSH sessions all start on the other host
-            demo.scale(service, deployment_id, WORKERS, 2)
-            until = {DeploymentStatus.UPDATE_COMPLETE, DeploymentStatus.UPDATE_FAILED}
-            assert demo.watch(deployment_id, print, until=until, since=mark) == DeploymentStatus.UPDATE_COMPLETE
-        workers = store.list_nodes(deployment_id, group=WORKERS)
-        assert len(workers) == 2 and {n.state for n in workers} == {NodeState.STARTED}
-        poll(lambda: spark_workers(store, deployment_id) == sorted(n.name for n in workers), "Spark to count 2 workers")
+            mark = demo.last_event_id(deployment_id)
+            with only_worker(service, REMOTE_WORKER):  # the scaling run's SSH sessions all start on the other host
+                demo.scale(service, deployment_id, WORKERS, 2)
+                until = {DeploymentStatus.UPDATE_COMPLETE, DeploymentStatus.UPDATE_FAILED}
+                assert demo.watch(deployment_id, print, until=until, since=mark) == DeploymentStatus.UPDATE_COMPLETE
+            workers = store.list_nodes(deployment_id, group=WORKERS)
+            assert len(workers) == 2 and {n.state for n in workers} == {NodeState.STARTED}
+            poll(
+                lambda: spark_workers(store, deployment_id) == sorted(n.name for n in workers),
+                "Spark to count 2 workers",
+            )
 
-        mark = demo.last_event_id(deployment_id)
-        os.kill(cloud.layout.server(first_worker.cloud_id).read_state()["pid"], signal.SIGKILL)  # its VM dies
-        poll(lambda: settled(store, deployment_id, mark), "the killed worker VM to be replaced")
-        heals = [e.message for e in store.list_events(deployment_id, limit=1000, after_id=mark) if e.kind == "heal"]
-        print("\n".join(heals))
-        assert any(first_worker.name in m and "replacing" in m for m in heals)  # by the healing DAG
-        healed = store.list_nodes(deployment_id, group=WORKERS)
-        assert first_worker.cloud_id not in {n.cloud_id for n in healed} and len(healed) == 2
-        poll(lambda: len(spark_workers(store, deployment_id)) == 2, "Spark to count the replacement")
+            mark = demo.last_event_id(deployment_id)
+            os.kill(cloud.layout.server(first_worker.cloud_id).read_state()["pid"], signal.SIGKILL)  # its VM dies
+            poll(lambda: settled(store, deployment_id, mark), "the killed worker VM to be replaced")
+            heals = [e.message for e in store.list_events(deployment_id, limit=1000, after_id=mark) if e.kind == "heal"]
+            print("\n".join(heals))
+            assert any(first_worker.name in m and "replacing" in m for m in heals)  # by the healing DAG
+            healed = store.list_nodes(deployment_id, group=WORKERS)
+            assert first_worker.cloud_id not in {n.cloud_id for n in healed} and len(healed) == 2
+            poll(lambda: len(spark_workers(store, deployment_id)) == 2, "Spark to count the replacement")
 
-        hosts = task_hosts(service, deployment_id)
-        print(f"[measure] task instances per Celery worker: { {h: len(t) for h, t in hosts.items()} }")
-        assert set(hosts) == {"airflow-worker-1", "airflow-worker-2"}
-        routes = ssh_routes(service, deployment_id)  # SSH sessions from both hosts, all through the gateway
-        print({host: sorted(set(found)) for host, found in routes.items()})
-        assert routes.get(REMOTE_WORKER), routes
-        for host, found in routes.items():  # each through the gateway at the address its host reaches it at
-            url = component(service, host).env["DODAS_LOCALCLOUD_URL"] if host in hosts else "?"
-            gateway = f"({url.removeprefix('http://').rsplit(':', 1)[0]}:2200)"
-            assert all(route.endswith(f"via jump host local gateway {gateway}") for route in found), (host, found)
+            hosts = task_hosts(service, deployment_id)
+            print(f"[measure] task instances per Celery worker: { {h: len(t) for h, t in hosts.items()} }")
+            assert set(hosts) == {"airflow-worker-1", "airflow-worker-2"}
+            routes = ssh_routes(service, deployment_id)  # SSH sessions from both hosts, all through the gateway
+            print({host: sorted(set(found)) for host, found in routes.items()})
+            assert routes.get(REMOTE_WORKER), routes
+            for host, found in routes.items():  # each through the gateway at the address its host reaches it at
+                url = component(service, host).env["DODAS_LOCALCLOUD_URL"] if host in hosts else "?"
+                gateway = f"({url.removeprefix('http://').rsplit(':', 1)[0]}:2200)"
+                assert all(route.endswith(f"via jump host local gateway {gateway}") for route in found), (host, found)
     finally:
-        nodes = [n.cloud_id for n in store.list_nodes(deployment_id) if n.cloud_id]
-        mark = demo.last_event_id(deployment_id)
-        demo.undeploy(service, deployment_id)
-        until = {DeploymentStatus.DELETE_COMPLETE, DeploymentStatus.DELETE_FAILED}
-        final = demo.watch(deployment_id, print, until=until, since=mark, timeout=DEADLINE_S)
+        with reported_on_failure(service):
+            nodes = [n.cloud_id for n in store.list_nodes(deployment_id) if n.cloud_id]
+            mark = demo.last_event_id(deployment_id)
+            demo.undeploy(service, deployment_id)
+            until = {DeploymentStatus.DELETE_COMPLETE, DeploymentStatus.DELETE_FAILED}
+            final = demo.watch(deployment_id, print, until=until, since=mark, timeout=DEADLINE_S)
     assert final == DeploymentStatus.DELETE_COMPLETE
     assert cloud.list_servers({"dodas:deployment": deployment_id}) == []
     leftovers = {server: processes_with_node_id(server) for server in [*nodes, first_worker.cloud_id]}
@@ -315,49 +323,53 @@ def test_a_killed_worker_a_restarted_scheduler_and_redis_leave_no_duplicate_and_
     deployments: list[str] = []
     seen: set[str] = set()
     try:
-        # -- a Celery worker dies while its task provisions; Redis restarts while the task is orphaned
-        killed_worker = submit_light(service, store)
-        deployments.append(killed_worker)
-        ti = poll(lambda: running_on_a_worker(service, killed_worker, PROVISION), f"{PROVISION} to run", 120, 0.1)
-        victim, (survivor,) = workers[ti["hostname"]], set(workers) - {ti["hostname"]}
-        first_server(cloud, killed_worker)
-        pids = service.kill(victim, spare=local_cloud_vm)
-        made = {s.id for s in cloud.list_servers(deployment_tags(killed_worker))}
-        seen |= made
-        after_kill = task_instance(service, killed_worker, PROVISION)
-        print(f"[measure] {victim} killed ({len(pids)} processes) with {len(made)} VM(s) made")
-        assert ti["pid"] in pids  # the task's own process was on the killed worker
-        assert after_kill and after_kill["state"] == "running" and after_kill["try_number"] == ti["try_number"]
-        service.restart(REDIS)
-        retry = poll(lambda: retried_on(service, killed_worker, ti["try_number"], survivor), f"the retry on {survivor}")
-        print(f"[measure] try {retry['try_number']} on {retry['hostname']} {time.monotonic() - started:.0f} s in")
+        with reported_on_failure(service):
+            # -- a Celery worker dies while its task provisions; Redis restarts while the task is orphaned
+            killed_worker = submit_light(service, store)
+            deployments.append(killed_worker)
+            ti = poll(lambda: running_on_a_worker(service, killed_worker, PROVISION), f"{PROVISION} to run", 120, 0.1)
+            victim, (survivor,) = workers[ti["hostname"]], set(workers) - {ti["hostname"]}
+            first_server(cloud, killed_worker)
+            pids = service.kill(victim, spare=local_cloud_vm)
+            made = {s.id for s in cloud.list_servers(deployment_tags(killed_worker))}
+            seen |= made
+            after_kill = task_instance(service, killed_worker, PROVISION)
+            print(f"[measure] {victim} killed ({len(pids)} processes) with {len(made)} VM(s) made")
+            assert ti["pid"] in pids  # the task's own process was on the killed worker
+            assert after_kill and after_kill["state"] == "running" and after_kill["try_number"] == ti["try_number"]
+            service.restart(REDIS)
+            retry = poll(
+                lambda: retried_on(service, killed_worker, ti["try_number"], survivor), f"the retry on {survivor}"
+            )
+            print(f"[measure] try {retry['try_number']} on {retry['hostname']} {time.monotonic() - started:.0f} s in")
 
-        # -- the scheduler dies while a second deployment provisions, and is started again
-        killed_scheduler = submit_light(service, store)
-        deployments.append(killed_scheduler)
-        # provisioning lasts seconds (1 s boots): watched closely, and nothing else done meanwhile
-        poll(lambda: provisioning(service, killed_scheduler), f"{PROVISION} of the second deployment", 120, 0.1)
-        service.kill(SCHEDULER)
-        restarted = time.monotonic()
-        service.restart(SCHEDULER)
-        print(f"[measure] scheduler back in {time.monotonic() - restarted:.0f} s")
-        service.restart(victim)  # as compose's `restart: always`; both deployments go on meanwhile
+            # -- the scheduler dies while a second deployment provisions, and is started again
+            killed_scheduler = submit_light(service, store)
+            deployments.append(killed_scheduler)
+            # provisioning lasts seconds (1 s boots): watched closely, and nothing else done meanwhile
+            poll(lambda: provisioning(service, killed_scheduler), f"{PROVISION} of the second deployment", 120, 0.1)
+            service.kill(SCHEDULER)
+            restarted = time.monotonic()
+            service.restart(SCHEDULER)
+            print(f"[measure] scheduler back in {time.monotonic() - restarted:.0f} s")
+            service.restart(victim)  # as compose's `restart: always`; both deployments go on meanwhile
 
-        for deployment_id in deployments:
-            assert demo.watch(deployment_id, print, timeout=DEADLINE_S) == DeploymentStatus.CREATE_COMPLETE
-            seen |= assert_servers_match_the_plan(cloud, store, deployment_id)
-        kept = made & seen
-        adopted = [e.message for e in store.list_events(killed_worker, limit=1000) if e.kind == "adopt"]
-        print(f"[measure] made before the kill {sorted(made)}, kept {sorted(kept)}; adopted: {adopted}")
-        assert kept, "no VM made before the kill was kept"
+            for deployment_id in deployments:
+                assert demo.watch(deployment_id, print, timeout=DEADLINE_S) == DeploymentStatus.CREATE_COMPLETE
+                seen |= assert_servers_match_the_plan(cloud, store, deployment_id)
+            kept = made & seen
+            adopted = [e.message for e in store.list_events(killed_worker, limit=1000) if e.kind == "adopt"]
+            print(f"[measure] made before the kill {sorted(made)}, kept {sorted(kept)}; adopted: {adopted}")
+            assert kept, "no VM made before the kill was kept"
     finally:
-        marks = {d: demo.last_event_id(d) for d in deployments}
-        runs = [service.rest.trigger_dag(UNDEPLOY_DAG_ID, {"deployment_id": d}) for d in deployments]
-        assert [service.rest.wait_for_run(UNDEPLOY_DAG_ID, r, timeout=DEADLINE_S) for r in runs] == ["success"] * len(
-            runs
-        )
-        until = {DeploymentStatus.DELETE_COMPLETE, DeploymentStatus.DELETE_FAILED}
-        outcomes = [demo.watch(d, print, until=until, since=marks[d], timeout=DEADLINE_S) for d in deployments]
+        with reported_on_failure(service):
+            marks = {d: demo.last_event_id(d) for d in deployments}
+            runs = [service.rest.trigger_dag(UNDEPLOY_DAG_ID, {"deployment_id": d}) for d in deployments]
+            assert [service.rest.wait_for_run(UNDEPLOY_DAG_ID, r, timeout=DEADLINE_S) for r in runs] == [
+                "success"
+            ] * len(runs)
+            until = {DeploymentStatus.DELETE_COMPLETE, DeploymentStatus.DELETE_FAILED}
+            outcomes = [demo.watch(d, print, until=until, since=marks[d], timeout=DEADLINE_S) for d in deployments]
     assert outcomes == [DeploymentStatus.DELETE_COMPLETE] * 2
     assert [s for d in deployments for s in cloud.list_servers(deployment_tags(d))] == []
     leftovers = {server: processes_with_node_id(server) for server in seen}

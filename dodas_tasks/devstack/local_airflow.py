@@ -401,7 +401,8 @@ class AirflowStack:
     def processes_of(self, name: str) -> list[psutil.Process]:
         """The live processes of one component: its recorded process, its descendants (a worker's task
         processes) and what is left in its process group; empty once it is gone."""
-        leader = processes.live_process(self._records().get(name) or {"pid": -1, "create_time": 0})
+        record = self._records().get(name)
+        leader = processes.live_process(record) if record else None  # never started: nothing (psutil refuses pid -1)
         return processes.process_trees([leader]) if leader is not None else []
 
     def kill(self, name: str, spare: Callable[[psutil.Process], bool] | None = None) -> list[int]:
