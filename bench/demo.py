@@ -25,8 +25,9 @@ os.environ["DODAS_AIRFLOW_PORT"] = os.environ.get("DODAS_AIRFLOW_PORT", "18231")
 sys.path.insert(0, str(REPO))
 
 
-def direct() -> float:
-    """Boot, start master, start workers, SparkPi: the deployment's steps without Airflow."""
+def direct(runtime_env=None) -> float:
+    """Boot, start master, start workers, SparkPi: the deployment's steps without Airflow. runtime_env: the nodes'
+    Java/Spark environment (runtime.spark_env by default; bench/spark_jvm.py varies its JVM options)."""
     from dodas_tasks.clouds.base import ACTIVE, Flavor, ServerSpec
     from dodas_tasks.clouds.local import LocalCloud
     from dodas_tasks.configure import NodeTarget, generate_keypair, run_script
@@ -50,7 +51,8 @@ def direct() -> float:
     nodes = [Node(s.name, s.private_ip, cpus=1, memory_mb=1024) for s in servers]
     ports = {s.private_ip: s.ssh_port for s in servers}
     cluster = Cluster({"master": (nodes[0],), "worker": tuple(nodes[1:])})
-    spark = SparkStandalone(auth_secret=secrets.token_urlsafe(32))  # as a deployment's own secret
+    options = {"runtime_env": runtime_env} if runtime_env else {}
+    spark = SparkStandalone(auth_secret=secrets.token_urlsafe(32), **options)  # as a deployment's own secret
 
     def run(node: Node, script) -> ScriptResult:
         r = run_script(
