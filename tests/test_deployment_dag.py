@@ -24,7 +24,7 @@ from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.deploy import service
 from dodas_tasks.deploy.components import Deployer
 from dodas_tasks.deploy.framework_secrets import framework_secret
-from dodas_tasks.naming import deployment_dag_id, deployment_tags
+from dodas_tasks.naming import TAG_DEPLOYMENT, deployment_dag_id, deployment_tags
 from dodas_tasks.runtime import spark_env
 from dodas_tasks.settings import dodas_home
 from dodas_tasks.store import DeploymentRecord, DeploymentStatus, NodeRecord, NodeState, Store
@@ -473,7 +473,7 @@ def test_undeploy_removes_every_vm_with_its_processes_and_keys(
     print(printed)
     assert run.state == "success", store.get_deployment(spark.id).status_reason
     assert store.get_deployment(spark.id).status == DeploymentStatus.DELETE_COMPLETE
-    assert LocalCloud().list_servers(deployment_tags(spark.id)) == []
+    assert LocalCloud().list_servers({TAG_DEPLOYMENT: spark.id}) == []  # the deployment tag alone: any project
     for server in spark.servers:
         assert processes_with_node_id(server.id) == []
         assert not (dodas_home() / "localcloud" / "servers" / server.id).exists()
