@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.deploy import service
 from dodas_tasks.deploy.components import Deployer
-from dodas_tasks.naming import deployment_dag_id, deployment_tags
+from dodas_tasks.deploy.framework_secrets import framework_secret
+from dodas_tasks.naming import TAG_DEPLOYMENT, deployment_dag_id, deployment_tags
+from dodas_tasks.runtime import spark_env
 from dodas_tasks.settings import dodas_home
-from dodas_tasks.store import DeploymentStatus, NodeState, Store
+from dodas_tasks.store import DeploymentRecord, DeploymentStatus, NodeRecord, NodeState, Store
 
 REPO = Path(__file__).resolve().parents[1]
 DAG_FILE = REPO / "dags" / "dodas.py"
@@ -55,63 +68,6 @@ def with_free_text_input(template: str) -> str:
         "      properties:\n        memory: { get_input: worker_memory_note }\n",
         1,
     )
-
-
-def test_local_spark_deploys_verifies_and_undeploys_without_running_injected_input(
-    airflow_db: None, store: Store, cloud: LocalCloud, tmp_path: Path
-) -> None:
-    pwned = tmp_path / "pwned"
-    evil = f"$(touch {pwned}) `touch {pwned}` '; touch {pwned}; ' \"; touch {pwned}; \""
-    deployment_id = service.submit(
-        store, with_free_text_input(SPARK), {"number_of_workers": 2, "worker_memory_note": evil}
-    )
-    run = run_dag(deployment_dag_id(deployment_id))
-    dep = store.get_deployment(deployment_id)
-    assert run.state == "success", dep.status_reason
-    assert dep.status == DeploymentStatus.CREATE_COMPLETE
-    nodes = store.list_nodes(deployment_id)
-    assert len(nodes) == 3 and {n.state for n in nodes} == {NodeState.STARTED}
-    assert len({n.private_ip for n in nodes}) == 3
-    master_ip = store.list_nodes(deployment_id, group="spark-master-server")[0].private_ip
-    assert dep.outputs["spark_master_url"] == f"spark://{master_ip}:7077"
-    assert dep.outputs["spark_ui_url"] == f"http://{master_ip}:8080"
-    verified = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "verify"]
-    assert verified and "3.1" in verified[-1], verified  # SparkPi's value is in the summary
-    servers = cloud.list_servers(deployment_tags(deployment_id))
-    assert len(servers) == 3
-    assert not pwned.exists()  # the input reached the workers' scripts as a quoted value, never as code
-    # the same master and configuration again (a scale run): the membership check, no second SparkPi job
-    (again,) = Deployer(store, deployment_id, log=lambda _m: None).verify()
-    assert again.summary.startswith("all 2 worker(s) ALIVE"), again.summary
-
-    service.request_undeploy(store, deployment_id)
-    run = run_dag(deployment_dag_id(deployment_id))
-    assert run.state == "success"
-    assert store.get_deployment(deployment_id).status == DeploymentStatus.DELETE_COMPLETE
-    assert cloud.list_servers(deployment_tags(deployment_id)) == []
-    for server in servers:
-        assert processes_with_node_id(server.id) == []
-        assert not (dodas_home() / "localcloud" / "servers" / server.id).exists()
-    assert not list((dodas_home() / "localcloud" / "keypairs").glob(f"*{deployment_id}*"))
-
-
-def test_a_deploy_step_whose_ssh_session_drops_is_run_again_and_completes(
-    airflow_db: None, store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Issue 16: configure/deploy steps are idempotent, so a try that failed for a transient reason is run again.
-    The fault is the cloud's own: every VM's SSH server drops the connection of its first session."""
-    monkeypatch.setenv("DODAS_LOCAL_SSH_DROP_SESSIONS", "1")
-    deployment_id = service.submit(store, SPARK, {"number_of_workers": 1})
-    run = run_dag(deployment_dag_id(deployment_id))
-    dep = store.get_deployment(deployment_id)
-    assert run.state == "success", dep.status_reason
-    assert dep.status == DeploymentStatus.CREATE_COMPLETE
-    tries = {ti.task_id: ti.try_number for ti in run.get_task_instances()}
-    assert tries["deploy.spark_master"] == 2 and tries["deploy.spark_worker"] == 2, tries  # failed once each
-    assert {n.state for n in store.list_nodes(deployment_id)} == {NodeState.STARTED}
-    assert not [e for e in store.list_events(deployment_id, limit=500) if e.kind == "task_failed"]
-    verified = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "verify"]
-    assert verified and "3.1" in verified[-1], verified
 
 
 def status_history(store: Store, deployment_id: str) -> list[str]:
@@ -286,3 +242,241 @@ def test_vms_booting_within_seconds_are_waited_for_in_the_task_not_deferred(
     service.request_undeploy(store, deployment_id)
     assert run_dag(deployment_dag_id(deployment_id)).state == "success"
     assert cloud.list_servers(deployment_tags(deployment_id)) == []
+
+
+# ---------------------------------------------------------------- one local Spark cluster, shared by the tests below
+# Its creation costs half a minute of JVMs: it is made once, each test asserts one property of it, and the last one
+# undeploys it. These tests stay last in the file, so the cluster never lives beside the other tests' VMs.
+
+
+def poll(check: Callable[[], Any], what: str, deadline_s: float = 120.0) -> Any:
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"no {what} after {deadline_s} s")
+        time.sleep(0.2)
+
+
+def stream_handlers() -> list[logging.StreamHandler]:
+    """The plain stream handlers (not files, not pytest's own) of the root logger and of every named one."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [h for x in loggers for h in getattr(x, "handlers", ()) if type(h) is logging.StreamHandler]
+
+
+@contextlib.contextmanager
+def printed_into(path: Path) -> Iterator[None]:
+    """Everything printed meanwhile, appended to path: by Python code (dag.test() prints the task logs to the
+    sys.stdout of the moment), by logging handlers (they keep the stream of when logging was configured: for
+    Airflow's own lines, pytest's capture of that time) and by child processes (file descriptors 1 and 2). capfd
+    does this for one test, without the handlers; the module fixture below needs it for its creation run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("a", buffering=1) as out:
+        handlers = [(h, h.stream) for h in stream_handlers()]
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+            for handler, _ in handlers:
+                handler.setStream(out)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                yield
+        finally:
+            for handler, stream in handlers:
+                handler.setStream(stream)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+@dataclass
+class SparkCluster:
+    """The shared deployment as its creation run left it (the tests below change the store: verify adds events)."""
+
+    id: str
+    run: Any  # the creation's DagRun
+    deployment: DeploymentRecord
+    nodes: list[NodeRecord]
+    verified: list[str]  # the messages of its verify events
+    task_failed: list[str]  # the messages of its task_failed events
+    servers: list[Any]  # the local cloud's servers of the deployment
+    printed: str  # what dag.test() printed: the task logs
+    pwned: Path  # made if the hostile input ever ran as code
+
+
+@pytest.fixture(scope="module")
+def spark(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCluster]:
+    """A Spark master and 2 workers on the local cloud, made by one run of the deployment DAG. A worker property
+    is a hostile free-text input, and every VM's SSH server drops the connection of its first session
+    (DODAS_LOCAL_SSH_DROP_SESSIONS), so the one run also shows that the input never runs as code and that a step
+    whose session drops is run again. The teardown undeploys only what the last test left (it did not run, or
+    failed), and empties the local cloud."""
+    workdir = tmp_path_factory.mktemp("spark")
+    pwned = workdir / "pwned"
+    evil = f"$(touch {pwned}) `touch {pwned}` '; touch {pwned}; ' \"; touch {pwned}; \""
+    cloud = LocalCloud()
+    log = workdir / "creation.log"
+    with Store() as store:
+        deployment_id = service.submit(
+            store, with_free_text_input(SPARK), {"number_of_workers": 2, "worker_memory_note": evil}
+        )
+    try:
+        with pytest.MonkeyPatch.context() as env, printed_into(log):
+            env.setenv("DODAS_LOCAL_SSH_DROP_SESSIONS", "1")  # read as the run's tasks start the VMs
+            run = run_dag(deployment_dag_id(deployment_id))
+        printed = log.read_text(errors="replace")
+        print(printed)  # back into pytest's capture: shown with the first test's report if it fails
+        with Store() as store:
+            dep = store.get_deployment(deployment_id)
+            events = store.list_events(deployment_id, limit=500)
+            cluster = SparkCluster(
+                id=deployment_id,
+                run=run,
+                deployment=dep,
+                nodes=store.list_nodes(deployment_id),
+                verified=[e.message for e in events if e.kind == "verify"],
+                task_failed=[e.message for e in events if e.kind == "task_failed"],
+                servers=cloud.list_servers(deployment_tags(deployment_id)),
+                printed=printed,
+                pwned=pwned,
+            )
+        assert run.state == "success", dep.status_reason
+        yield cluster
+    finally:
+        try:
+            with Store() as store:
+                if store.get_deployment(deployment_id).status != DeploymentStatus.DELETE_COMPLETE:
+                    service.request_undeploy(store, deployment_id)
+                    run_dag(deployment_dag_id(deployment_id))
+        finally:
+            cloud.cleanup()
+
+
+def test_local_spark_deploys_and_its_outputs_name_the_master(spark: SparkCluster) -> None:
+    dep = spark.deployment
+    assert spark.run.state == "success", dep.status_reason
+    assert dep.status == DeploymentStatus.CREATE_COMPLETE
+    assert len(spark.nodes) == 3 and {n.state for n in spark.nodes} == {NodeState.STARTED}
+    assert len({n.private_ip for n in spark.nodes}) == 3
+    (master,) = [n for n in spark.nodes if n.group == "spark-master-server"]
+    assert dep.outputs["spark_master_url"] == f"spark://{master.private_ip}:7077"
+    assert dep.outputs["spark_ui_url"] == f"http://{master.private_ip}:8080"
+    assert len(spark.servers) == 3
+
+
+def test_local_spark_is_verified_by_running_sparkpi(spark: SparkCluster) -> None:
+    assert spark.verified and "SparkPi: pi is roughly 3.1" in spark.verified[-1], spark.verified  # in the summary
+
+
+def test_a_free_text_input_reaches_the_workers_scripts_as_a_value_never_as_code(spark: SparkCluster) -> None:
+    assert not spark.pwned.exists()
+
+
+def test_a_deploy_step_whose_ssh_session_drops_is_run_again_and_completes(spark: SparkCluster) -> None:
+    """Issue 16: configure/deploy steps are idempotent, so a try that failed for a transient reason is run again.
+    The fault is the cloud's own: every VM's SSH server drops the connection of its first session."""
+    tries = {ti.task_id: ti.try_number for ti in spark.run.get_task_instances()}
+    assert tries["deploy.spark_master"] == 2 and tries["deploy.spark_worker"] == 2, tries  # failed once each
+    assert spark.task_failed == []  # the retried tries are not reported as failures
+
+
+def listening(pids: Iterable[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket these processes listen on, IPv4-mapped addresses unmapped."""
+    found = set()
+    for pid in pids:
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        for conn in connections:
+            if conn.status == psutil.CONN_LISTEN:
+                found.add((conn.laddr.ip.removeprefix("::ffff:"), conn.laddr.port))
+    return found
+
+
+def test_local_spark_listens_on_its_private_addresses_only(spark: SparkCluster) -> None:
+    """Expose only what must be exposed (tests/test_exposure.py for the clouds' security groups)."""
+    cloud = LocalCloud()
+    (master,) = [n for n in spark.nodes if n.group == "spark-master-server"]
+    for node in spark.nodes:
+        ssh = cloud.get_server(node.cloud_id).ssh_port
+        ports = listening(processes_with_node_id(node.cloud_id))
+        assert {address for address, _ in ports} == {node.private_ip}, ports  # nothing on 0.0.0.0, :: or others
+        if node is master:
+            assert {port for _, port in ports} == {ssh, 7077, 8080}  # no REST submission server (6066)
+        else:
+            assert {ssh, 8081} < {port for _, port in ports} and len(ports) == 3  # SSH, web UI, worker RPC
+
+
+def test_the_spark_secret_is_in_no_output_and_no_task_log(spark: SparkCluster) -> None:
+    secret = framework_secret(spark.deployment, "spark-standalone")
+    assert secret and secret not in json.dumps(spark.deployment.outputs)
+    assert "spark master ready: spark://" in spark.printed  # what was captured holds the task logs
+    assert secret not in spark.printed
+
+
+def test_the_membership_check_of_a_later_run_finds_every_worker_alive(spark: SparkCluster, store: Store) -> None:
+    """The same master and configuration again (a scale run): the membership check, no second SparkPi job."""
+    (again,) = Deployer(store, spark.id, log=lambda _m: None).verify()
+    assert again.summary.startswith("all 2 worker(s) ALIVE"), again.summary
+
+
+def driver_from_outside(workdir: Path, master_ip: str, name: str, *conf: str) -> tuple[subprocess.Popen, Path]:
+    """SparkPi from the test process (not a node of the cluster), executors small enough for a worker, and the
+    given --conf settings only: no spark-defaults.conf."""
+    env = {**spark_env(), "HOME": str(workdir), "PATH": "/usr/bin:/bin", "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.update(SPARK_CONF_DIR=str(workdir), SPARK_LOCAL_DIRS=str(workdir), TMPDIR=str(workdir))
+    settings = ("spark.ui.enabled=false", "spark.driver.host=127.0.0.1", "spark.executor.memory=512m", *conf)
+    confs = [x for c in settings for x in ("--conf", c)]
+    pi = Path(env["SPARK_HOME"]) / "examples" / "src" / "main" / "python" / "pi.py"
+    command = [str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", f"spark://{master_ip}:7077"]
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, *confs, str(pi), "2"], env=env, cwd=workdir, stdout=out, stderr=out, start_new_session=True
+        )
+    return process, log
+
+
+def test_local_spark_serves_only_drivers_with_the_deployment_secret(spark: SparkCluster, tmp_path: Path) -> None:
+    secret = framework_secret(spark.deployment, "spark-standalone")
+    (master,) = [n for n in spark.nodes if n.group == "spark-master-server"]
+    refused, refused_log = driver_from_outside(tmp_path, master.private_ip, "no-secret")
+    allowed, allowed_log = driver_from_outside(
+        tmp_path, master.private_ip, "owner", "spark.authenticate=true", f"spark.authenticate.secret={secret}"
+    )
+    try:
+        poll(lambda: "Failed to connect to master" in refused_log.read_text(errors="replace"), "the refusal")
+        assert allowed.wait(timeout=300) == 0, allowed_log.read_text(errors="replace")[-2000:]
+        assert "Pi is roughly 3.1" in allowed_log.read_text(errors="replace")
+        assert refused.poll() is None or refused.returncode != 0  # still retrying, or given up
+        assert "Pi is roughly" not in refused_log.read_text(errors="replace")
+    finally:
+        for process in (refused, allowed):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def test_undeploy_removes_every_vm_with_its_processes_and_keys(
+    spark: SparkCluster, store: Store, tmp_path: Path
+) -> None:
+    """Last of the file: it deletes the shared cluster."""
+    service.request_undeploy(store, spark.id)
+    with printed_into(tmp_path / "deletion.log"):
+        run = run_dag(deployment_dag_id(spark.id))
+    printed = (tmp_path / "deletion.log").read_text(errors="replace")
+    print(printed)
+    assert run.state == "success", store.get_deployment(spark.id).status_reason
+    assert store.get_deployment(spark.id).status == DeploymentStatus.DELETE_COMPLETE
+    assert LocalCloud().list_servers({TAG_DEPLOYMENT: spark.id}) == []  # the deployment tag alone: any project
+    for server in spark.servers:
+        assert processes_with_node_id(server.id) == []
+        assert not (dodas_home() / "localcloud" / "servers" / server.id).exists()
+    assert not list((dodas_home() / "localcloud" / "keypairs").glob(f"*{spark.id}*"))
+    secret = framework_secret(spark.deployment, "spark-standalone")
+    assert secret and secret not in printed  # nor in the deletion's task logs

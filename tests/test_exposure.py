@@ -1,25 +1,22 @@
 """Expose only what must be exposed: the VMs of a deployment reach each other through one rule per deployment, the
-world reaches SSH and the ports a template publishes, the shipped templates publish none, and a Spark standalone
-cluster listens on its private addresses only, with authentication: a driver without the deployment's secret is
-refused, the owner alone reads it.
+world reaches SSH and the ports a template publishes, the shipped templates publish none, and the owner alone reads
+the Spark cluster's secret. That a local Spark cluster listens on its private addresses only and refuses drivers
+without that secret is shown in tests/test_deployment_dag.py, on the cluster its tests share.
 
-Security groups are read back from moto (EC2) and the OpenStack double; listening sockets of the local cloud's VMs
-are read from their processes (psutil). The local cloud itself has no firewall (its VMs share the host's loopback).
+Security groups are read back from moto (EC2) and the OpenStack double. The local cloud itself has no firewall (its VMs
+share the host's loopback).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from _api_fixtures import client, serving
 from _moto_fixtures import UBUNTU_AMI, AwsProxy, MotoServer, ec2_connections
@@ -30,17 +27,13 @@ from dodas_tasks.api.settings import ApiSettings
 from dodas_tasks.clouds.base import ACTIVE, Flavor, ServerSpec
 from dodas_tasks.clouds.ec2 import EC2Driver
 from dodas_tasks.clouds.ec2.rules import deployment_group_name
-from dodas_tasks.clouds.local import LocalCloud
-from dodas_tasks.clouds.local.procs import processes_with_node_id
 from dodas_tasks.clouds.openstack import OpenStackCloud
 from dodas_tasks.clouds.openstack.rules import internal_sg_name
 from dodas_tasks.configure import generate_keypair
-from dodas_tasks.deploy import service
-from dodas_tasks.deploy.framework_secrets import ensure_framework_secret, framework_secret
+from dodas_tasks.deploy.framework_secrets import ensure_framework_secret
 from dodas_tasks.iam import IamClient, IamConfig
-from dodas_tasks.naming import TAG_DEPLOYMENT, deployment_dag_id, key_pair_name, server_name, server_tags
-from dodas_tasks.runtime import spark_env
-from dodas_tasks.store import DeploymentStatus, Store
+from dodas_tasks.naming import key_pair_name, server_name, server_tags
+from dodas_tasks.store import Store
 from dodas_tasks.tosca.compiler import compile as compile_template
 from tests.openstack_double import OpenStackDouble
 
@@ -232,95 +225,3 @@ def test_only_the_owner_is_shown_the_spark_secret(tmp_path: Path) -> None:
             listed = users["alice"].get("/deployments", params={"size": 100})
             assert listed.status_code == 200 and secret not in listed.text
             assert secret not in json.dumps(store.get_deployment(uuid_).outputs)
-
-
-# ---------------------------------------------------------------- the local Spark cluster, for real
-
-
-def listening(pids: Iterable[int]) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket these processes listen on, IPv4-mapped addresses unmapped."""
-    found = set()
-    for pid in pids:
-        try:
-            connections = psutil.Process(pid).net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            continue
-        for conn in connections:
-            if conn.status == psutil.CONN_LISTEN:
-                found.add((conn.laddr.ip.removeprefix("::ffff:"), conn.laddr.port))
-    return found
-
-
-def run_dag(deployment_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(deployment_dag_id(deployment_id)).test()
-
-
-def driver_from_outside(workdir: Path, master_ip: str, name: str, *conf: str) -> tuple[subprocess.Popen, Path]:
-    """SparkPi from the test process (not a node of the cluster), executors small enough for a worker, and the
-    given --conf settings only: no spark-defaults.conf."""
-    env = {**spark_env(), "HOME": str(workdir), "PATH": "/usr/bin:/bin", "SPARK_LOCAL_IP": "127.0.0.1"}
-    env.update(SPARK_CONF_DIR=str(workdir), SPARK_LOCAL_DIRS=str(workdir), TMPDIR=str(workdir))
-    settings = ("spark.ui.enabled=false", "spark.driver.host=127.0.0.1", "spark.executor.memory=512m", *conf)
-    confs = [x for c in settings for x in ("--conf", c)]
-    pi = Path(env["SPARK_HOME"]) / "examples" / "src" / "main" / "python" / "pi.py"
-    command = [str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", f"spark://{master_ip}:7077"]
-    log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, *confs, str(pi), "2"], env=env, cwd=workdir, stdout=out, stderr=out, start_new_session=True
-        )
-    return process, log
-
-
-@pytest.mark.slow
-def test_local_spark_listens_privately_and_serves_only_drivers_with_the_secret(
-    airflow_db: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    cloud = LocalCloud()
-    with Store() as store:
-        deployment_id = service.submit(store, (REPO / "templates" / "spark_local.yaml").read_text(), {})
-    try:
-        run = run_dag(deployment_id)
-        with Store() as store:
-            dep = store.get_deployment(deployment_id)
-            nodes = store.list_nodes(deployment_id)
-            verified = [e.message for e in store.list_events(deployment_id, limit=500) if e.kind == "verify"]
-        assert run.state == "success", dep.status_reason
-        assert dep.status == DeploymentStatus.CREATE_COMPLETE and "SparkPi: pi is roughly 3.1" in verified[-1]
-        master = next(n for n in nodes if n.group == "spark-master-server")
-        for node in nodes:
-            ssh = cloud.get_server(node.cloud_id).ssh_port
-            ports = listening(processes_with_node_id(node.cloud_id))
-            assert {address for address, _ in ports} == {node.private_ip}, ports  # nothing on 0.0.0.0, :: or others
-            if node is master:
-                assert {port for _, port in ports} == {ssh, 7077, 8080}  # no REST submission server (6066)
-            else:
-                assert {ssh, 8081} < {port for _, port in ports} and len(ports) == 3  # SSH, web UI, worker RPC
-
-        secret = framework_secret(dep, "spark-standalone")
-        assert secret and secret not in json.dumps(dep.outputs)
-        refused, refused_log = driver_from_outside(tmp_path, master.private_ip, "no-secret")
-        allowed, allowed_log = driver_from_outside(
-            tmp_path, master.private_ip, "owner", "spark.authenticate=true", f"spark.authenticate.secret={secret}"
-        )
-        try:
-            poll(lambda: "Failed to connect to master" in refused_log.read_text(errors="replace"), "the refusal")
-            assert allowed.wait(timeout=300) == 0, allowed_log.read_text(errors="replace")[-2000:]
-            assert "Pi is roughly 3.1" in allowed_log.read_text(errors="replace")
-            assert refused.poll() is None or refused.returncode != 0  # still retrying, or given up
-            assert "Pi is roughly" not in refused_log.read_text(errors="replace")
-        finally:
-            for process in (refused, allowed):
-                if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-        assert secret not in capfd.readouterr().out  # the task logs dag.test() printed
-    finally:
-        with Store() as store:
-            service.request_undeploy(store, deployment_id)
-        assert run_dag(deployment_id).state == "success"
-        assert cloud.list_servers({TAG_DEPLOYMENT: deployment_id}) == []
