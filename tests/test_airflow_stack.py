@@ -196,6 +196,11 @@ def test_stop_ends_every_process_even_what_a_crashed_scheduler_orphaned(stack: A
     assert not stack.pid_file.exists()
     assert not stack.is_running()
     assert not _listening(stack.port)
+    # The triggerer had collected its trigger runner's exit before it stopped: its supervisor's kill() found it
+    # and returned at once. When kill() has to end the runner it logs "Process exited", often after waiting out
+    # its 10 s escalation delay for an exit it fails to notice (AirflowStack._terminate).
+    stopping = (stack.logs_dir / "triggerer.out").read_text().rsplit("Starting the triggerer", 1)[-1]
+    assert "Exited trigger loop" in stopping and "Process exited" not in stopping
 
 
 def test_dodas_stop_stops_the_stack_of_its_airflow_home(stack: AirflowStack) -> None:

@@ -47,8 +47,13 @@ def cloud() -> Iterator[LocalCloud]:
     cloud.cleanup()
 
 
+# Boot time of the VMs of which two are killed while they boot, counted from the create call: the kills follow
+# the creates at once. Were one to land after the boot, its node server would read the same (gone: ERROR).
+BOOT_DELAY_S = "3"
+
+
 def boot_with_two_crashes(store: Store, cloud: LocalCloud, deployment_id: str) -> GroupProvisioner:
-    """Start 4 VMs (8 s boot), kill two node servers while they boot: two real boot failures."""
+    """Start 4 VMs (BOOT_DELAY_S boot), kill two node servers while they boot: two real boot failures."""
     provisioner = GroupProvisioner(store, deployment_id, "vm", log=lambda _m: None)
     progress = provisioner.start()
     for node in store.list_nodes(deployment_id)[:2]:
@@ -63,7 +68,7 @@ def boot_with_two_crashes(store: Store, cloud: LocalCloud, deployment_id: str) -
 def test_backfill_names_the_failed_vms_then_replaces_them(
     store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", "8")
+    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", BOOT_DELAY_S)
     deployment_id = service.submit(store, PLAIN, {})
     provisioner = boot_with_two_crashes(store, cloud, deployment_id)
     pending = [n.id for n in store.list_nodes(deployment_id)]
@@ -86,7 +91,7 @@ def test_backfill_names_the_failed_vms_then_replaces_them(
 def test_keep_accepts_a_partial_group_above_min_ready(
     store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", "8")
+    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", BOOT_DELAY_S)
     deployment_id = service.submit(store, PLAIN, {}, options={"on_partial": "keep", "min_ready": 0.5})
     provisioner = boot_with_two_crashes(store, cloud, deployment_id)
     ready = provisioner.finish([n.id for n in store.list_nodes(deployment_id)])
@@ -111,7 +116,7 @@ WITH_POLICY = (
 def test_rollback_from_the_templates_policy_deletes_the_group(
     store: Store, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", "8")
+    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", BOOT_DELAY_S)
     deployment_id = service.submit(store, WITH_POLICY, {}, options={"on_partial": "keep"})  # the template wins
     provisioner = boot_with_two_crashes(store, cloud, deployment_id)
     with pytest.raises(ProvisioningFailed, match="rolled back") as failed:

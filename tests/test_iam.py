@@ -37,13 +37,16 @@ from dodas_tasks.store import DeploymentStatus, Store
 from dodas_tasks.tosca.plan import Plan
 
 AUDIENCE = "dodas"
+ACCESS_TTL_S = 6
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    # 10 s access tokens: the tests that outlive a token's lifetime wait for one lifetime, not for 30 s
-    with running_provider(10) as running:
+    # 6 s access tokens: the tests that outlive a token's lifetime wait for one lifetime, not for 30 s. Not shorter:
+    # TokenSource renews a token a third of its life before it expires, and the IdP's exp is a whole second (up to
+    # 1 s earlier than expires_in says), so a token has ≥ 1 s left when handed out; its Keystone has no leeway
+    with running_provider(ACCESS_TTL_S) as running:
         yield running
 
 
@@ -449,7 +452,7 @@ topology_template:
 def test_deployment_longer_than_a_token_lifetime_refreshes_and_a_revoked_token_fails_it(
     provider: Provider, iam: IamClient, store: Store, airflow_db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Access tokens live 10 s here; the VM boots for 16 s: the run needs a second token on the way."""
+    """Access tokens live ACCESS_TTL_S here, the VM boots for 2 s more: the run needs a second token on the way."""
     from airflow.dag_processing.dagbag import DagBag
 
     from dodas_tasks.clouds.local import LocalCloud
@@ -464,7 +467,7 @@ def test_deployment_longer_than_a_token_lifetime_refreshes_and_a_revoked_token_f
         "extra": {"audience": AUDIENCE},
     }
     monkeypatch.setenv("AIRFLOW_CONN_DODAS_IAM", json.dumps(conn))
-    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", "16")  # the embedded cloud's own setting (not our code)
+    monkeypatch.setenv("DODAS_LOCAL_BOOT_DELAY", str(ACCESS_TTL_S + 2))  # the embedded cloud's own setting
     token = provider.login("kim", aud=AUDIENCE, ttl=900)
     deployment_id = service.submit(store, PLAIN_VM, {}, access_token=token, iam=iam)
     dag = DagBag(dag_folder=str(REPO / "dags" / "dodas.py")).get_dag(deployment_dag_id(deployment_id))

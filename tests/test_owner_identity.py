@@ -28,11 +28,13 @@ from dodas_tasks.iam.token_source import forget_cached_tokens
 from dodas_tasks.naming import TAG_DEPLOYMENT, deployment_dag_id
 from dodas_tasks.store import DeploymentStatus, Store
 from dodas_tasks.tosca.errors import DodasTemplateError
-from tests.openstack_double import OpenStackDouble
+from tests.openstack_double import Behaviour, OpenStackDouble
 
 REPO = Path(__file__).resolve().parents[1]
 AUDIENCE = "dodas"
-ACCESS_TTL_S = 10  # the IdP's access tokens: several expire during one deployment run
+ACCESS_TTL_S = 6  # the IdP's access tokens: several expire during one deployment run. Not shorter: a token is
+# renewed a third of its life before it expires and the IdP's exp is a whole second, so ≥ 1 s is left when it
+# is handed out; the double's Keystone checks exp with no leeway (test_iam.py uses the same lifetime)
 OS_CONN, AWS_CONN = "os_owners", "aws_owners"
 PLAIN = """
 tosca_definitions_version: tosca_simple_yaml_1_0
@@ -60,7 +62,7 @@ def provider() -> Iterator[Provider]:
 def double(provider: Provider) -> Iterator[OpenStackDouble]:
     """An OpenStack site federated with the provider: Keystone tokens of 125 s, so keystoneauth (which renews
     2 minutes before expiry) logs in again with a fresh OIDC access token every few seconds."""
-    cloud = OpenStackDouble()
+    cloud = OpenStackDouble(Behaviour(private_cidr="127.66.0.0/24"))  # the healing probe's SSH: refused at once
     cloud.credentials.oidc_issuer = provider.issuer
     cloud.credentials.token_ttl_s = 125.0
     cloud.behaviour.build_seconds = 1.0

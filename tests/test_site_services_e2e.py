@@ -159,7 +159,9 @@ def test_a_rolled_back_creation_removes_its_apps_from_the_site(
 ) -> None:
     """An app that never runs fails the creation; with on_partial=rollback nothing stays on the site."""
     text = (corpus / "examples__indigo_marathon_app.yaml").read_text()
-    options = {"on_partial": "rollback", "frameworks": {"marathon-apps": {"timeout": 3, "poll_seconds": 0.2}}}
+    # the double's deployment ends after 2 polls (0.4 s), then the app waits for offers until the 1 s timeout; each
+    # of the step's 3 tries waits it out (5 s apart: the deploy step's retry delay)
+    options = {"on_partial": "rollback", "frameworks": {"marathon-apps": {"timeout": 1, "poll_seconds": 0.2}}}
     deployment_id = service.submit(store, text, {"docker_image": "broken:1"}, options=options, source="app")
     site_marathon.state.agents = {}  # no agent takes it: it waits for offers until the deploy times out
     site_marathon.state.apps["/other/app"] = {"id": "/other/app", "instances": 1}

@@ -48,6 +48,8 @@ DEFAULT_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 STACK_MARKER = "DODAS_STACK_HOME"
 # Health endpoint field for each Airflow subcommand that heartbeats (the api-server answers the endpoint itself).
 HEALTH_FIELD = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+# Airflow subcommands that stop their own subprocesses and wait for them (AirflowStack._terminate).
+SUPERVISING = ("triggerer", "dag-processor")
 
 
 # The dev stack's timing: new DAGs and finished tasks picked up within seconds (Airflow's defaults are for
@@ -452,15 +454,32 @@ class AirflowStack:
         The components that run and parse tasks go first, while the api-server (and the broker) still answer: a
         task supervisor reports its task's end through the api-server, and against a closed port it retries for
         ~15 s, which held every stop for its whole grace.
+
+        The triggerer and the dag-processor stop their own subprocesses (the trigger runner, the file parsers; in
+        the component's process group) on SIGTERM and wait for each to exit; Airflow's supervisor waits out its
+        whole escalation delay (10 s, 5 s) for a subprocess whose sockets closed before its exit was collected, as
+        happens when a signal to the group ended it first, and usually when the trigger runner ends by itself (it
+        closes its sockets, then finishes its shutdown). So only their own process is signalled, and a triggerer's
+        trigger runner is ended first (it cancels its triggers as on the triggerer's own stop): the triggerer is
+        told to stop once it has collected that exit, if it has not already ended by itself (logging that its
+        "Trigger runner process has died").
         """
         alive = [(rec, p) for rec, p in ((rec, processes.live_process(rec)) for rec in records) if p is not None]
         for serving in (False, True):
-            tier = [p for rec, p in alive if _serves_others(rec.get("command", ())) == serving]
-            tier_targets = processes.process_trees(tier)
-            for leader in tier:
+            tier = [(rec, p) for rec, p in alive if _serves_others(rec.get("command", ())) == serving]
+            tier_targets = processes.process_trees([p for _, p in tier])
+            supervising = [(rec, p) for rec, p in tier if _subcommand(rec) in SUPERVISING]
+            others = [p for rec, p in tier if _subcommand(rec) not in SUPERVISING]
+            for leader in others:
                 processes.send_group(leader.pid, signal.SIGTERM)
-            for proc in tier_targets:
+            for proc in processes.process_trees(others):
                 processes.send(proc, signal.SIGTERM)
+            runners = [child for rec, p in supervising if _subcommand(rec) == "triggerer" for child in _children(p)]
+            for proc in runners:
+                processes.send(proc, signal.SIGTERM)
+            self._wait_reaped(runners, grace)
+            for _, leader in supervising:
+                processes.send(leader, signal.SIGTERM)
             self._wait_gone(tier_targets, grace)
 
     def members(self) -> list[psutil.Process]:
@@ -598,6 +617,12 @@ class AirflowStack:
             if processes.live_process(rec) is None:
                 raise StackError(f"Airflow {name} exited during start-up; see {rec['log']}:\n" + _tail_file(rec["log"]))
 
+    def _wait_reaped(self, procs: list[psutil.Process], timeout: float) -> None:
+        """Poll until every process is gone and collected by its parent (not even a zombie left), or `timeout`."""
+        deadline = time.monotonic() + timeout
+        while any(_exists(proc) for proc in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def _wait_gone(self, procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
         """Poll until every process is gone (zombies of our own Popen children are reaped); return survivors."""
         deadline = time.monotonic() + timeout
@@ -608,6 +633,27 @@ class AirflowStack:
             if not survivors or time.monotonic() > deadline:
                 return survivors
             time.sleep(0.2)
+
+
+def _subcommand(record: Mapping[str, Any]) -> str | None:
+    """`triggerer`, `dag-processor` ... of a recorded component running Airflow's CLI; None for another program."""
+    command = [Path(word).name for word in record.get("command", ())]
+    return command[1] if command[:1] == ["airflow"] and len(command) > 1 else None
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children()
+    except psutil.Error:  # gone meanwhile
+        return []
+
+
+def _exists(proc: psutil.Process) -> bool:
+    """Whether the process still exists, a zombie included (psutil checks that the pid is still the same one)."""
+    try:
+        return proc.is_running()
+    except psutil.Error:
+        return False
 
 
 def _serves_others(command: Sequence[str]) -> bool:

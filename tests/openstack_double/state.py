@@ -57,6 +57,9 @@ class Behaviour:
     boot_error_names: str | None = None  # regex: servers whose name matches end in ERROR (no valid host)
     boot_error_rate: float = 0.0
     zones: tuple[str, ...] = ("nova",)  # Nova availability zones; a server asking for none lands in the first
+    # a project's private network, made with the project: a loopback one makes a probe of its servers' addresses
+    # (SSH banners) refused at once, where 10.0.0.x is sent off the machine and waits out the probe's timeout
+    private_cidr: str = "10.0.0.0/24"
 
 
 @dataclass
@@ -100,7 +103,7 @@ class Cloud:
             for name, image_id in IMAGES.items()
         }
         self._ips: dict[str, itertools.count] = {}
-        self.private_net = self._network("private", "10.0.0.0/24", external=False)
+        self.private_net = self._network("private", behaviour.private_cidr, external=False)
         self.public_net = self._network("public", "172.24.4.0/24", external=True)
         self.default_sg = self.add_security_group("default", "Default security group")
 
