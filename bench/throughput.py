@@ -5,8 +5,8 @@ service and one worker on hosts of their own, network namespaces, so root is nee
 Prints `figure celery_over_local_50`: wall time from the first submission until all N are CREATE_COMPLETE on the
 Celery stack ÷ the same on the local stack (target ≤ 1), and `figure deployments_per_minute_celery` (and `_local`).
 The template is light: 2 VMs on the local cloud with a 1 s boot (DODAS_LOCAL_BOOT_DELAY), no framework, so the run is
-Airflow's work (parse, schedule, execute; 1 s boots are waited for in the task, not deferred) and the store's; every framework that
-configures VMs over SSH here starts Spark or the Mesos doubles, which would measure those instead.
+Airflow's work (parse, schedule, execute; 1 s boots are waited for in the task, not deferred) and the store's;
+every framework that configures VMs over SSH here starts Spark or the Mesos doubles, which would measure those instead.
 Both stacks have 4 task slots (parallelism 4; Celery: 2 workers × concurrency 2), the same scheduler and parsing
 timing (the dev stack's QUICK_PICKUP), and their own store and cloud; each stack is stopped and its VMs deleted
 before the next starts. Run: .venv/bin/python bench/throughput.py [N]
