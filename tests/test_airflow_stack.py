@@ -201,6 +201,9 @@ def test_stop_ends_every_process_even_what_a_crashed_scheduler_orphaned(stack: A
     # its 10 s escalation delay for an exit it fails to notice (AirflowStack._terminate).
     stopping = (stack.logs_dir / "triggerer.out").read_text().rsplit("Starting the triggerer", 1)[-1]
     assert "Exited trigger loop" in stopping and "Process exited" not in stopping
+    # One SIGTERM per component: to Airflow a second one means "stop waiting" (the scheduler's, landing while it
+    # shut its LocalExecutor down, once held a stop for the whole grace).
+    assert (stack.logs_dir / "dag-processor.out").read_text().count("Exiting gracefully upon receiving signal") == 1
 
 
 def test_dodas_stop_stops_the_stack_of_its_airflow_home(stack: AirflowStack) -> None:

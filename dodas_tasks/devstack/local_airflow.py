@@ -455,6 +455,10 @@ class AirflowStack:
         task supervisor reports its task's end through the api-server, and against a closed port it retries for
         ~15 s, which held every stop for its whole grace.
 
+        Each process gets one SIGTERM: to an Airflow component a second one means "do not wait" (the scheduler's
+        arrived while its LocalExecutor shut down, leaving the idle workers without their poison pill: the
+        scheduler then waited for them at exit until the grace ran out).
+
         The triggerer and the dag-processor stop their own subprocesses (the trigger runner, the file parsers; in
         the component's process group) on SIGTERM and wait for each to exit; Airflow's supervisor waits out its
         whole escalation delay (10 s, 5 s) for a subprocess whose sockets closed before its exit was collected, as
@@ -472,8 +476,10 @@ class AirflowStack:
             others = [p for rec, p in tier if _subcommand(rec) not in SUPERVISING]
             for leader in others:
                 processes.send_group(leader.pid, signal.SIGTERM)
-            for proc in processes.process_trees(others):
-                processes.send(proc, signal.SIGTERM)
+            grouped = {leader.pid for leader in others}
+            for proc in processes.process_trees(others):  # what no group signal reached: task processes
+                if _process_group(proc) not in grouped:
+                    processes.send(proc, signal.SIGTERM)
             runners = [child for rec, p in supervising if _subcommand(rec) == "triggerer" for child in _children(p)]
             for proc in runners:
                 processes.send(proc, signal.SIGTERM)
@@ -646,6 +652,13 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
         return proc.children()
     except psutil.Error:  # gone meanwhile
         return []
+
+
+def _process_group(proc: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(proc.pid)
+    except OSError:  # gone meanwhile
+        return None
 
 
 def _exists(proc: psutil.Process) -> bool:
