@@ -11,13 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from _localcloud_fixtures import poll
 
 from dodas_tasks.clouds.local import LocalCloud
 from dodas_tasks.clouds.local.procs import processes_with_node_id
@@ -247,17 +248,6 @@ def test_vms_booting_within_seconds_are_waited_for_in_the_task_not_deferred(
 # ---------------------------------------------------------------- one local Spark cluster, shared by the tests below
 # Its creation costs half a minute of JVMs: it is made once, each test asserts one property of it, and the last one
 # undeploys it. These tests stay last in the file, so the cluster never lives beside the other tests' VMs.
-
-
-def poll(check: Callable[[], Any], what: str, deadline_s: float = 120.0) -> Any:
-    end = time.monotonic() + deadline_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"no {what} after {deadline_s} s")
-        time.sleep(0.2)
 
 
 def stream_handlers() -> list[logging.StreamHandler]:

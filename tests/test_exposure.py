@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _api_fixtures import client, serving
+from _localcloud_fixtures import poll
 from _moto_fixtures import UBUNTU_AMI, AwsProxy, MotoServer, ec2_connections
 from oidc_provider.fixture import running_provider
 
@@ -41,17 +41,6 @@ REPO = Path(__file__).resolve().parents[1]
 PUBLIC_KEY = generate_keypair(comment="exposure-test").public_openssh
 WORLD = "0.0.0.0/0"
 WEB = {"name": "web", "protocol": "tcp", "source": 8080, "remote_cidr": "10.1.0.0/16"}  # published to one network
-
-
-def poll(check: Callable[[], Any], what: str, deadline_s: float = 120.0) -> Any:
-    end = time.monotonic() + deadline_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"no {what} after {deadline_s} s")
-        time.sleep(0.2)
 
 
 def spec(deployment: str, group: str, index: int, image: str, **fields: Any) -> ServerSpec:
