@@ -478,9 +478,10 @@ class AirflowStack:
                 processes.send_group(leader.pid, signal.SIGTERM)
             grouped = {leader.pid for leader in others}
             for proc in processes.process_trees(others):  # what no group signal reached: task processes
-                if _process_group(proc) not in grouped:
+                if processes.process_group(proc) not in grouped:
                     processes.send(proc, signal.SIGTERM)
-            runners = [child for rec, p in supervising if _subcommand(rec) == "triggerer" for child in _children(p)]
+            triggerers = [p for rec, p in supervising if _subcommand(rec) == "triggerer"]
+            runners = [child for p in triggerers for child in processes.children(p)]
             for proc in runners:
                 processes.send(proc, signal.SIGTERM)
             self._wait_reaped(runners, grace)
@@ -626,7 +627,7 @@ class AirflowStack:
     def _wait_reaped(self, procs: list[psutil.Process], timeout: float) -> None:
         """Poll until every process is gone and collected by its parent (not even a zombie left), or `timeout`."""
         deadline = time.monotonic() + timeout
-        while any(_exists(proc) for proc in procs) and time.monotonic() < deadline:
+        while any(processes.exists(proc) for proc in procs) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def _wait_gone(self, procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
@@ -645,28 +646,6 @@ def _subcommand(record: Mapping[str, Any]) -> str | None:
     """`triggerer`, `dag-processor` ... of a recorded component running Airflow's CLI; None for another program."""
     command = [Path(word).name for word in record.get("command", ())]
     return command[1] if command[:1] == ["airflow"] and len(command) > 1 else None
-
-
-def _children(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return proc.children()
-    except psutil.Error:  # gone meanwhile
-        return []
-
-
-def _process_group(proc: psutil.Process) -> int | None:
-    try:
-        return os.getpgid(proc.pid)
-    except OSError:  # gone meanwhile
-        return None
-
-
-def _exists(proc: psutil.Process) -> bool:
-    """Whether the process still exists, a zombie included (psutil checks that the pid is still the same one)."""
-    try:
-        return proc.is_running()
-    except psutil.Error:
-        return False
 
 
 def _serves_others(command: Sequence[str]) -> bool:

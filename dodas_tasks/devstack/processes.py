@@ -100,6 +100,30 @@ def is_alive(proc: psutil.Process) -> bool:
         return False
 
 
+def children(proc: psutil.Process) -> list[psutil.Process]:
+    """Its direct children; none once it is gone."""
+    try:
+        return proc.children()
+    except psutil.Error:  # gone meanwhile
+        return []
+
+
+def process_group(proc: psutil.Process) -> int | None:
+    """Its process group id; None once it is gone."""
+    try:
+        return os.getpgid(proc.pid)
+    except OSError:  # gone meanwhile
+        return None
+
+
+def exists(proc: psutil.Process) -> bool:
+    """Whether the process still exists, a zombie included (psutil checks that the pid is still the same one)."""
+    try:
+        return proc.is_running()
+    except psutil.Error:
+        return False
+
+
 def process_trees(leaders: list[psutil.Process]) -> list[psutil.Process]:
     """Leaders, all their descendants and every process still in a leader's process group."""
     found: dict[int, psutil.Process] = {}
